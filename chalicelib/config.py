@@ -1,0 +1,118 @@
+"""Settings read from the environment once, validated, and frozen.
+
+An invalid value fails at start-up with a message naming the variable, rather than at the first
+request, so a bad deployment is visible immediately in the function's logs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_label: str = "prometheusDatabaseLabel"
+    table_label: str = "prometheusTableLabel"
+    default_database: str | None = None
+    default_table: str | None = None
+    region: str | None = None
+    write_endpoint: str | None = None
+    query_endpoint: str | None = None
+    auth_mode: str = "basic"
+    log_level: str = "INFO"
+    max_decompressed_bytes: int = 32 * MIB
+    # Timestream refuses records more than 15 minutes ahead of its clock.
+    max_future_ms: int = 15 * 60 * 1000
+    # Optional local check of the memory-store retention; unset leaves it to Timestream,
+    # whose rejections are counted just the same.
+    memory_retention_hours: int | None = None
+    write_concurrency: int = 8
+    # Whole-request deadline for writes and their retries: well inside API Gateway's 29 s.
+    write_budget_seconds: float = 20.0
+    client_cache_size: int = 32
+
+
+_AUTH_MODES = ("basic", "iam")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _text(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _integer(env: Mapping[str, str], name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (_text(env, name, default) or default)
+    folded = value.upper() if name == "LOG_LEVEL" else value.lower()
+    if folded not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return folded
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from environment variables (os.environ by default)."""
+    env = os.environ if env is None else env
+    defaults = Settings()
+    database_label = _text(env, "DATABASE_LABEL", defaults.database_label)
+    table_label = _text(env, "TABLE_LABEL", defaults.table_label)
+    if database_label == table_label:
+        raise ConfigError("DATABASE_LABEL and TABLE_LABEL must differ")
+    default_database = _text(env, "DEFAULT_DATABASE", None)
+    default_table = _text(env, "DEFAULT_TABLE", None)
+    if (default_database is None) != (default_table is None):
+        raise ConfigError("DEFAULT_DATABASE and DEFAULT_TABLE must be set together")
+    return Settings(
+        database_label=database_label,
+        table_label=table_label,
+        default_database=default_database,
+        default_table=default_table,
+        region=_text(env, "AWS_REGION", None) or _text(env, "AWS_DEFAULT_REGION", None),
+        write_endpoint=_text(env, "TIMESTREAM_WRITE_ENDPOINT", None),
+        query_endpoint=_text(env, "TIMESTREAM_QUERY_ENDPOINT", None),
+        auth_mode=_choice(env, "AUTH_MODE", defaults.auth_mode, _AUTH_MODES),
+        log_level=_choice(env, "LOG_LEVEL", defaults.log_level, _LOG_LEVELS),
+        max_decompressed_bytes=_integer(
+            env, "MAX_DECOMPRESSED_BYTES", defaults.max_decompressed_bytes, 1024, 256 * MIB
+        ),
+        max_future_ms=_integer(env, "MAX_FUTURE_MS", defaults.max_future_ms, 0, 15 * 60 * 1000),
+        memory_retention_hours=_integer(env, "MEMORY_RETENTION_HOURS", None, 1, 8766),
+        write_concurrency=_integer(env, "WRITE_CONCURRENCY", defaults.write_concurrency, 1, 64),
+        write_budget_seconds=_number(
+            env, "WRITE_BUDGET_SECONDS", defaults.write_budget_seconds, 0.5, 28.0
+        ),
+        client_cache_size=_integer(env, "CLIENT_CACHE_SIZE", defaults.client_cache_size, 1, 1024),
+    )

@@ -1,0 +1,192 @@
+"""Series and samples -> Timestream records, with every Timestream limit enforced locally.
+
+A ValidationException from Timestream fails all records of a call, so anything Timestream
+would refuse is caught here, per series, with a counted reason; the series beside it are
+written. Samples that cannot be stored by nature (NaN, +-Inf, stale markers) are dropped and
+counted: they are normal Prometheus traffic, not errors.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.config import Settings
+from chalicelib.router import Destination, Labels, is_valid_destination, route
+
+METRIC_NAME_LABEL = "__name__"
+
+# Timestream limits (https://docs.aws.amazon.com/timestream/latest/developerguide/ts-limits.html)
+MAX_DIMENSION_NAME_BYTES = 60
+MAX_DIMENSION_VALUE_BYTES = 2048
+MAX_DIMENSIONS = 128
+MAX_MEASURE_NAME_BYTES = 256
+MAX_RECORD_BYTES = 2048
+RESERVED_NAMES = frozenset({"time", "measure_name", "measure_value"})
+RESERVED_PREFIXES = ("ts_", "measure_name")
+# A DOUBLE measure and the timestamp each count 8 bytes towards the record size.
+_FIXED_RECORD_BYTES = 16
+
+# Prometheus marks a series stale with this specific NaN bit pattern.
+STALE_NAN_BITS = 0x7FF0000000000002
+_STALE_BYTES = struct.pack("<Q", STALE_NAN_BITS)
+_INF = float("inf")
+
+# The attributes every record shares, sent once per WriteRecords call.
+COMMON_ATTRIBUTES = {"MeasureValueType": "DOUBLE", "TimeUnit": "MILLISECONDS"}
+
+# Reasons, as they appear in counts and logs. Dropped: normal traffic (2xx).
+DROP_STALE = "stale_marker"
+DROP_NAN = "nan"
+DROP_INF = "infinite"
+# Refused: the sender must fix something (4xx after the rest is written).
+NO_METRIC_NAME = "missing_metric_name"
+NO_DESTINATION = "no_destination"
+INVALID_DESTINATION = "invalid_destination"
+EMPTY_LABEL_NAME = "empty_label_name"
+DUPLICATE_LABEL = "duplicate_label_name"
+LONG_MEASURE_NAME = "measure_name_too_long"
+LONG_LABEL_NAME = "label_name_too_long"
+LONG_LABEL_VALUE = "label_value_too_long"
+RESERVED_LABEL = "reserved_label_name"
+TOO_MANY_LABELS = "too_many_labels"
+RECORD_TOO_LARGE = "record_too_large"
+NATIVE_HISTOGRAM = "native_histogram_unsupported"
+TOO_FAR_IN_FUTURE = "timestamp_too_far_in_future"
+OLDER_THAN_RETENTION = "timestamp_older_than_retention"
+
+
+@dataclass
+class RecordBatch:
+    """Everything one request turns into: records per destination and what was left out."""
+
+    records: dict[Destination, list[dict[str, Any]]] = field(default_factory=dict)
+    # samples left out, by reason
+    dropped: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+    series: int = 0
+    samples: int = 0
+
+    @property
+    def record_count(self) -> int:
+        return sum(len(records) for records in self.records.values())
+
+
+def is_reserved(name: str) -> bool:
+    return name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES)
+
+
+def map_labels(labels: Labels) -> tuple[str | None, str, list[dict[str, str]]]:
+    """Labels (routing labels already removed) -> (refusal reason or None, measure name, dimensions).
+
+    Empty values mean "absent" in Prometheus and are not stored.
+    """
+    measure_name = ""
+    dimensions: list[dict[str, str]] = []
+    seen: set[str] = set()
+    size = _FIXED_RECORD_BYTES
+    for name, value in labels:
+        if not name:
+            return EMPTY_LABEL_NAME, "", []
+        if name in seen:
+            return DUPLICATE_LABEL, "", []
+        seen.add(name)
+        if name == METRIC_NAME_LABEL:
+            measure_name = value
+            size += len(value.encode())
+            continue
+        if not value:
+            continue
+        name_bytes = len(name.encode())
+        value_bytes = len(value.encode())
+        if name_bytes > MAX_DIMENSION_NAME_BYTES:
+            return LONG_LABEL_NAME, "", []
+        if value_bytes > MAX_DIMENSION_VALUE_BYTES:
+            return LONG_LABEL_VALUE, "", []
+        if is_reserved(name):
+            return RESERVED_LABEL, "", []
+        size += name_bytes + value_bytes
+        dimensions.append({"Name": name, "Value": value, "DimensionValueType": "VARCHAR"})
+    if not measure_name:
+        return NO_METRIC_NAME, "", []
+    if len(measure_name.encode()) > MAX_MEASURE_NAME_BYTES:
+        return LONG_MEASURE_NAME, "", []
+    if len(dimensions) > MAX_DIMENSIONS:
+        return TOO_MANY_LABELS, "", []
+    if size > MAX_RECORD_BYTES:
+        return RECORD_TOO_LARGE, "", []
+    return None, measure_name, dimensions
+
+
+def unstorable_value_reason(value: float) -> str | None:
+    """Why a sample value cannot be stored as a Timestream DOUBLE, or None if it can."""
+    if value != value:
+        return DROP_STALE if struct.pack("<d", value) == _STALE_BYTES else DROP_NAN
+    if value == _INF or value == -_INF:
+        return DROP_INF
+    return None
+
+
+def format_value(value: float) -> str:
+    """The shortest decimal text that parses back to the identical float64."""
+    return repr(value)
+
+
+def build_records(timeseries: Iterable[Any], settings: Settings, now_ms: int) -> RecordBatch:
+    """Turn protobuf TimeSeries (or anything with .labels/.samples/.histograms) into records."""
+    batch = RecordBatch()
+    records = batch.records
+    dropped = batch.dropped
+    refused = batch.refused
+    latest_ms = now_ms + settings.max_future_ms
+    earliest_ms = (
+        now_ms - settings.memory_retention_hours * 3_600_000
+        if settings.memory_retention_hours is not None
+        else None
+    )
+    for series in timeseries:
+        batch.series += 1
+        samples = series.samples
+        if series.histograms:
+            refused[NATIVE_HISTOGRAM] += len(series.histograms)
+        if not samples:
+            continue
+        batch.samples += len(samples)
+        labels = [(label.name, label.value) for label in series.labels]
+        destination, labels = route(labels, settings)
+        if destination is None:
+            refused[NO_DESTINATION] += len(samples)
+            continue
+        if not is_valid_destination(destination):
+            refused[INVALID_DESTINATION] += len(samples)
+            continue
+        reason, measure_name, dimensions = map_labels(labels)
+        if reason is not None:
+            refused[reason] += len(samples)
+            continue
+        out = records.get(destination)
+        if out is None:
+            out = records[destination] = []
+        for sample in samples:
+            value = sample.value
+            timestamp = sample.timestamp
+            reason = unstorable_value_reason(value)
+            if reason is not None:
+                dropped[reason] += 1
+            elif timestamp > latest_ms:
+                refused[TOO_FAR_IN_FUTURE] += 1
+            elif earliest_ms is not None and timestamp < earliest_ms:
+                refused[OLDER_THAN_RETENTION] += 1
+            else:
+                out.append(
+                    {
+                        "Dimensions": dimensions,
+                        "MeasureName": measure_name,
+                        "MeasureValue": repr(value),
+                        "Time": str(timestamp),
+                    }
+                )
+    return batch

@@ -1,0 +1,223 @@
+"""POST /write through chalice.test.Client against moto: one test per row of the HTTP contract."""
+
+import json
+import logging
+import struct
+
+import pytest
+import snappy
+from botocore.stub import Stubber
+from chalice.test import Client
+
+from chalicelib.clients import WRITE_SERVICE
+from chalicelib.prompb.prometheus_remote_pb2 import WriteRequest
+from tests.helpers import SECRET_ACCESS_KEY, basic_auth, encode, now_ms, write_headers, write_request
+from tests.integration.conftest import ROOT, stored
+
+STALE = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
+
+
+def post(http, body, **headers):
+    return http.post("/write", headers=write_headers(**headers), body=body)
+
+
+def node_series(ts, *, table=None, job="node", value=0.1):
+    labels = [("__name__", "node_load1"), ("instance", "host:9100"), ("job", job)]
+    if table:
+        labels += [("prometheusDatabaseLabel", "prometheus"), ("prometheusTableLabel", table)]
+    return (labels, [(value, ts)])
+
+
+# -- 2xx: stored --------------------------------------------------------------------------------
+
+def test_valid_write_is_stored_exactly_and_answered_with_204(http, timestream):
+    ts = now_ms()
+    body = encode(write_request([node_series(ts, value=0.1 + 0.2), node_series(ts + 1, value=-1e-300)]))
+    response = post(http, body)
+    assert response.status_code == 204 and response.body == b""
+    records = stored(timestream)
+    assert [(r["MeasureValue"], r["Time"]) for r in records] == [(repr(0.1 + 0.2), str(ts)), ("-1e-300", str(ts + 1))]
+    assert records[0]["MeasureName"] == "node_load1"
+    assert {d["Name"]: d["Value"] for d in records[0]["Dimensions"]} == {"instance": "host:9100", "job": "node"}
+    assert (records[0]["MeasureValueType"], records[0]["TimeUnit"]) == ("DOUBLE", "MILLISECONDS")
+
+
+def test_routing_labels_fan_one_request_out_to_several_tables(http, timestream):
+    ts = now_ms()
+    body = encode(write_request([node_series(ts, table="nodes"), node_series(ts, table="apps", job="app")]))
+    assert post(http, body).status_code == 204
+    nodes, apps = stored(timestream, "nodes"), stored(timestream, "apps")
+    assert [d["Value"] for d in nodes[0]["Dimensions"] if d["Name"] == "job"] == ["node"]
+    assert [d["Value"] for d in apps[0]["Dimensions"] if d["Name"] == "job"] == ["app"]
+    for record in nodes + apps:
+        assert not {d["Name"] for d in record["Dimensions"]} & {"prometheusDatabaseLabel", "prometheusTableLabel"}
+    assert stored(timestream) == []
+
+
+def test_metadata_only_request_succeeds(http, timestream):
+    request = WriteRequest()
+    request.metadata.add(type=1, metric_family_name="http_requests_total", help="Requests.", unit="")
+    assert post(http, encode(request)).status_code == 204
+
+
+def test_request_with_no_series_succeeds(http, timestream):
+    assert post(http, encode(WriteRequest())).status_code == 204
+
+
+def test_request_of_only_nan_and_stale_samples_succeeds_and_stores_nothing(http, timestream):
+    ts = now_ms()
+    body = encode(write_request([([("__name__", "up")], [(float("nan"), ts), (STALE, ts + 1)])]))
+    assert post(http, body).status_code == 204
+    assert stored(timestream) == []
+
+
+# -- 400: bad body, refused series, rejected records ----------------------------------------------
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [(b"", "empty body"), (b"\xff\xff\xff\xff\xff\xff", "snappy"), (snappy.compress(b"\x0a\x05\x0a"), "protobuf")],
+    ids=["empty", "not-snappy", "not-protobuf"],
+)
+def test_undecodable_bodies_are_400_with_one_line(http, timestream, body, message):
+    response = post(http, body)
+    assert response.status_code == 400
+    text = response.body.decode()
+    assert message in text and text.count("\n") == 1
+
+
+def test_series_without_name_or_destination_are_400_after_the_rest_is_written(load_app, timestream):
+    app = load_app(DEFAULT_DATABASE=None, DEFAULT_TABLE=None)
+    ts = now_ms()
+    body = encode(write_request([
+        node_series(ts, table="nodes"),
+        ([("job", "no-name"), ("prometheusDatabaseLabel", "prometheus"), ("prometheusTableLabel", "nodes")],
+         [(1.0, ts)]),
+        ([("__name__", "no_destination")], [(1.0, ts), (2.0, ts + 1)]),
+    ]))
+    with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
+        response = post(client.http, body)
+    assert response.status_code == 400
+    assert "missing_metric_name=1" in response.body.decode()
+    assert "no_destination=2" in response.body.decode()
+    assert len(stored(timestream, "nodes")) == 1
+
+
+def stub_write_client(app, error_code, http_status, **modeled):
+    """Replace the app's cached Timestream client with one that answers `error_code` every call."""
+    from chalicelib.auth import parse_basic_authorization
+
+    client = app.clients.get(WRITE_SERVICE, parse_basic_authorization(basic_auth()))
+    stubber = Stubber(client)
+    for _ in range(50):
+        stubber.add_client_error("write_records", error_code, f"{error_code} from AWS", http_status,
+                                 modeled_fields=modeled or None)
+    stubber.activate()
+    return stubber
+
+
+def test_records_timestream_rejects_are_400_with_the_reason(load_app, timestream):
+    app = load_app()
+    stub_write_client(app, "RejectedRecordsException", 419, RejectedRecords=[
+        {"RecordIndex": 0, "Reason": "A record with the same dimensions and time but a different version exists."},
+    ])
+    with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
+        response = post(client.http, encode(write_request([node_series(now_ms()), node_series(now_ms() + 1)])))
+    assert response.status_code == 400
+    assert "conflicting_value=1" in response.body.decode()
+    assert "1 records written" in response.body.decode()
+
+
+# -- 404, 403, 5xx from Timestream --------------------------------------------------------------
+
+def test_missing_table_is_404_naming_it(http, timestream):
+    body = encode(write_request([node_series(now_ms(), table="absent")]))
+    response = post(http, body)
+    assert response.status_code == 404
+    assert "prometheus.absent" in response.body.decode()
+
+
+@pytest.mark.parametrize(("code", "status"), [("AccessDeniedException", 403), ("UnrecognizedClientException", 400)])
+def test_credentials_or_actions_aws_refuses_are_403(load_app, timestream, code, status):
+    app = load_app()
+    stub_write_client(app, code, status)
+    with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
+        response = post(client.http, encode(write_request([node_series(now_ms())])))
+    assert response.status_code == 403
+    assert code in response.body.decode()
+
+
+@pytest.mark.parametrize(("code", "status"), [("ThrottlingException", 400), ("InternalServerException", 500)])
+def test_transient_timestream_failures_are_5xx_so_prometheus_retries(load_app, timestream, code, status):
+    app = load_app(WRITE_BUDGET_SECONDS="0.5")
+    stub_write_client(app, code, status)
+    with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
+        response = post(client.http, encode(write_request([node_series(now_ms())])))
+    assert response.status_code == 503
+    assert code in response.body.decode()
+
+
+# -- 415, 413, 401 ------------------------------------------------------------------------------
+
+def test_other_content_encoding_is_415(http, timestream):
+    response = post(http, encode(write_request([node_series(now_ms())])), **{"Content-Encoding": "gzip"})
+    assert response.status_code == 415
+    assert "Content-Encoding" in response.body.decode()
+
+
+def test_other_content_type_is_415(http, timestream):
+    response = post(http, b"{}", **{"Content-Type": "application/json"})
+    assert response.status_code == 415
+
+
+def test_declared_size_over_the_limit_is_413(load_app, timestream):
+    app = load_app(MAX_DECOMPRESSED_BYTES="2048")
+    body = encode(write_request([([("__name__", "m"), ("big", "x" * 3000)], [(1.0, now_ms())])]))
+    with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
+        response = post(client.http, body)
+    assert response.status_code == 413
+    assert stored(timestream) == []
+
+
+@pytest.mark.parametrize("authorization", [None, "Basic bm9wZQ==", "Bearer token"])
+def test_missing_or_malformed_credentials_are_401_with_a_basic_challenge(http, timestream, authorization):
+    response = post(http, encode(write_request([node_series(now_ms())])), Authorization=authorization)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic ")
+    assert stored(timestream) == []
+
+
+def test_iam_mode_writes_with_the_function_role_and_needs_no_basic_auth(load_app, timestream):
+    app = load_app(AUTH_MODE="iam")
+    with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
+        response = post(client.http, encode(write_request([node_series(now_ms())])), Authorization=None)
+    assert response.status_code == 204
+    assert len(stored(timestream)) == 1
+
+
+# -- logging and robustness ---------------------------------------------------------------------
+
+def test_one_json_log_line_per_request_with_counts_and_no_credentials(http, timestream, caplog):
+    ts = now_ms()
+    body = encode(write_request([node_series(ts), ([("__name__", "up")], [(float("nan"), ts)])]))
+    with caplog.at_level(logging.INFO, logger="prometheus_timestream"):
+        assert post(http, body).status_code == 204
+    (line,) = [record.getMessage() for record in caplog.records if record.name == "prometheus_timestream"]
+    event = json.loads(line)
+    assert event["event"] == "write" and event["status"] == 204
+    assert event["written"] == 1 and event["dropped"] == {"nan": 1}
+    assert event["destinations"] == {"prometheus.metrics": 1}
+    assert event["duration_ms"] >= 0
+    assert SECRET_ACCESS_KEY not in line and basic_auth().split()[1] not in line
+
+
+def test_an_unexpected_bug_is_a_500_and_the_app_keeps_serving(load_app, timestream, monkeypatch):
+    app = load_app()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
+        monkeypatch.setattr(app, "handle_write", broken)
+        assert post(client.http, encode(write_request([node_series(now_ms())]))).status_code == 500
+        monkeypatch.undo()
+        assert post(client.http, encode(write_request([node_series(now_ms())]))).status_code == 204

@@ -1,0 +1,66 @@
+import base64
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chalicelib.auth import AccessKey, parse_basic_authorization
+from chalicelib.errors import Unauthorized
+from tests.helpers import ACCESS_KEY_ID, SECRET_ACCESS_KEY, basic_auth
+
+
+def encoded(text: str) -> str:
+    return "Basic " + base64.b64encode(text.encode()).decode()
+
+
+def test_access_key_pair_is_read_from_basic_auth():
+    key = parse_basic_authorization(basic_auth())
+    assert key == AccessKey(ACCESS_KEY_ID, SECRET_ACCESS_KEY)
+
+
+def test_scheme_is_case_insensitive():
+    token = basic_auth().split(" ", 1)[1]
+    assert parse_basic_authorization("basic " + token).access_key_id == ACCESS_KEY_ID
+
+
+def test_secret_may_contain_colons_after_the_first():
+    key = parse_basic_authorization(encoded(f"{ACCESS_KEY_ID}:a:b"))
+    assert key.secret_access_key == "a:b"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer abc",
+        "Basic",
+        "Basic !!!notbase64",
+        "Basic " + base64.b64encode(b"\xff\xfe:x").decode(),
+        encoded("no-colon-here"),
+        encoded(f":{SECRET_ACCESS_KEY}"),
+        encoded(f"{ACCESS_KEY_ID}:"),
+        encoded(f"short:{SECRET_ACCESS_KEY}"),
+        encoded(f"AKIA EXAMPLE 0000000:{SECRET_ACCESS_KEY}"),
+        encoded(f"{ACCESS_KEY_ID}:has space"),
+    ],
+)
+def test_missing_or_malformed_credentials_are_unauthorized(header):
+    with pytest.raises(Unauthorized):
+        parse_basic_authorization(header)
+
+
+@given(st.text(min_size=1, max_size=40).filter(lambda s: len(s.strip()) > 3))
+def test_error_messages_never_echo_what_was_sent(secret):
+    header = encoded(f"{ACCESS_KEY_ID}:{secret} ")
+    with pytest.raises(Unauthorized) as raised:
+        parse_basic_authorization(header)
+    assert secret not in raised.value.message
+    assert ACCESS_KEY_ID not in raised.value.message
+
+
+def test_secret_is_not_in_repr_or_cache_key():
+    key = parse_basic_authorization(basic_auth())
+    assert SECRET_ACCESS_KEY not in repr(key)
+    assert SECRET_ACCESS_KEY not in key.cache_key
+    assert key.cache_key != AccessKey(ACCESS_KEY_ID, "other-secret").cache_key

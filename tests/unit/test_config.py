@@ -1,0 +1,41 @@
+import pytest
+
+from chalicelib.config import ConfigError, Settings, load_settings
+
+
+def test_defaults_match_the_documented_contract():
+    settings = load_settings({})
+    assert settings == Settings()
+    assert (settings.database_label, settings.table_label) == ("prometheusDatabaseLabel", "prometheusTableLabel")
+    assert settings.default_database is None and settings.auth_mode == "basic"
+    assert settings.max_decompressed_bytes == 32 * 1024 * 1024
+
+
+def test_values_are_read_from_the_environment():
+    settings = load_settings({
+        "DATABASE_LABEL": "db", "TABLE_LABEL": "tbl", "DEFAULT_DATABASE": "prom", "DEFAULT_TABLE": "metrics",
+        "AUTH_MODE": "IAM", "LOG_LEVEL": "debug", "AWS_REGION": "eu-west-1",
+        "TIMESTREAM_WRITE_ENDPOINT": "http://127.0.0.1:9202", "WRITE_CONCURRENCY": "4",
+        "WRITE_BUDGET_SECONDS": "2.5", "MAX_DECOMPRESSED_BYTES": "1048576",
+    })
+    assert (settings.database_label, settings.default_table, settings.auth_mode) == ("db", "metrics", "iam")
+    assert (settings.log_level, settings.region, settings.write_concurrency) == ("DEBUG", "eu-west-1", 4)
+    assert settings.write_budget_seconds == 2.5 and settings.max_decompressed_bytes == 1048576
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"AUTH_MODE": "token"}, "AUTH_MODE"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"WRITE_CONCURRENCY": "many"}, "WRITE_CONCURRENCY"),
+        ({"WRITE_CONCURRENCY": "0"}, "WRITE_CONCURRENCY"),
+        ({"WRITE_BUDGET_SECONDS": "60"}, "WRITE_BUDGET_SECONDS"),
+        ({"MAX_DECOMPRESSED_BYTES": "-1"}, "MAX_DECOMPRESSED_BYTES"),
+        ({"DEFAULT_DATABASE": "prom"}, "DEFAULT_TABLE"),
+        ({"DATABASE_LABEL": "same", "TABLE_LABEL": "same"}, "DATABASE_LABEL"),
+    ],
+)
+def test_invalid_values_fail_at_start_up_naming_the_variable(env, variable):
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(env)

@@ -13,6 +13,7 @@ from chalicelib.config import load_settings
 from chalicelib.decode import PROTOBUF
 from chalicelib.errors import ConnectorError, Unauthorized
 from chalicelib.pipeline import handle_write
+from chalicelib.records import SeriesCache
 from chalicelib.writer import Writer
 
 settings = load_settings()
@@ -22,6 +23,7 @@ app = Chalice(app_name="prometheus-timestream")
 app.api.binary_types.append(PROTOBUF)
 
 clients = ClientCache(settings)
+series_cache = SeriesCache(settings)
 writer = Writer(
     concurrency=settings.write_concurrency,
     budget_seconds=settings.write_budget_seconds,
@@ -42,7 +44,7 @@ def write() -> Response:
     started = time.perf_counter()
     fields: dict = {}
     try:
-        result = handle_write(request.raw_body, request.headers, settings, clients, writer)
+        result = handle_write(request.raw_body, request.headers, settings, clients, writer, series_cache)
     except ConnectorError as error:
         status, message = error.status, error.message
     except Exception:  # a bug must not crash the process; 500 makes Prometheus retry

@@ -14,6 +14,7 @@ from typing import Any
 from chalicelib.auth import AccessKey
 from chalicelib.config import Settings
 from chalicelib.errors import ConnectorError
+from chalicelib.write_body import install_prebuilt_body_hooks
 
 WRITE_SERVICE = "timestream-write"
 QUERY_SERVICE = "timestream-query"
@@ -66,6 +67,9 @@ class ClientCache:
             retries={"total_max_attempts": 1, "mode": "standard"},
             max_pool_connections=max(10, settings.write_concurrency),
             tcp_keepalive=True,
+            # Records are checked against every Timestream limit before a call (records.py),
+            # and the write body is prebuilt (write_body.py): botocore's validation is redundant.
+            parameter_validation=service != WRITE_SERVICE,
             # Timestream requires endpoint discovery unless an endpoint is given explicitly.
             endpoint_discovery_enabled=endpoint is None,
         )
@@ -76,8 +80,11 @@ class ClientCache:
                 "aws_secret_access_key": credentials.secret_access_key,
             }
         try:
-            return session.create_client(
+            client = session.create_client(
                 service, region_name=settings.region, endpoint_url=endpoint, config=config, **keys
             )
         except NoRegionError:
             raise ConnectorError("no AWS region configured: set AWS_REGION") from None
+        if service == WRITE_SERVICE:
+            install_prebuilt_body_hooks(client)
+        return client

@@ -13,7 +13,7 @@ from chalicelib.auth import AccessKey, parse_basic_authorization
 from chalicelib.clients import WRITE_SERVICE, ClientCache
 from chalicelib.config import Settings
 from chalicelib.decode import decode_write_request
-from chalicelib.records import build_records
+from chalicelib.records import SeriesCache, build_records
 from chalicelib.writer import Writer, WriteResult
 
 
@@ -30,6 +30,7 @@ def handle_write(
     settings: Settings,
     clients: ClientCache,
     writer: Writer,
+    series_cache: SeriesCache,
 ) -> WriteResult:
     """Store one remote write request. Raises ConnectorError for a request refused as a whole."""
     credentials = credentials_from(headers, settings)
@@ -39,7 +40,7 @@ def handle_write(
         headers.get("content-encoding"),
         settings.max_decompressed_bytes,
     )
-    batch = build_records(request.timeseries, settings, int(time.time() * 1000))
+    batch = build_records(request.timeseries, settings, int(time.time() * 1000), series_cache)
     if batch.record_count == 0:
         return WriteResult(dropped=batch.dropped, refused=batch.refused)
     return writer.write(clients.get(WRITE_SERVICE, credentials), batch)

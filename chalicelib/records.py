@@ -12,7 +12,7 @@ import struct
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from chalicelib.config import Settings
 from chalicelib.router import Destination, Labels, is_valid_destination, route
@@ -35,9 +35,6 @@ STALE_NAN_BITS = 0x7FF0000000000002
 _STALE_BYTES = struct.pack("<Q", STALE_NAN_BITS)
 _INF = float("inf")
 
-# The attributes every record shares, sent once per WriteRecords call.
-COMMON_ATTRIBUTES = {"MeasureValueType": "DOUBLE", "TimeUnit": "MILLISECONDS"}
-
 # Reasons, as they appear in counts and logs. Dropped: normal traffic (2xx).
 DROP_STALE = "stale_marker"
 DROP_NAN = "nan"
@@ -59,11 +56,25 @@ TOO_FAR_IN_FUTURE = "timestamp_too_far_in_future"
 OLDER_THAN_RETENTION = "timestamp_older_than_retention"
 
 
+class MappedSeries(NamedTuple):
+    """What a series' labels decide, independent of its samples (and so cacheable)."""
+
+    destination: Destination | None
+    refusal: str | None
+    measure_name: str
+    dimensions: tuple[tuple[str, str], ...]
+
+
+# One record per sample: (series, value as text, time in ms as text). Plain tuples keep the
+# per-sample cost to one allocation; writer bodies are built from these.
+Record = tuple[MappedSeries, str, str]
+
+
 @dataclass
 class RecordBatch:
     """Everything one request turns into: records per destination and what was left out."""
 
-    records: dict[Destination, list[dict[str, Any]]] = field(default_factory=dict)
+    records: dict[Destination, list[Record]] = field(default_factory=dict)
     # samples left out, by reason
     dropped: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
@@ -79,20 +90,20 @@ def is_reserved(name: str) -> bool:
     return name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES)
 
 
-def map_labels(labels: Labels) -> tuple[str | None, str, list[dict[str, str]]]:
+def check_labels(labels: Labels) -> tuple[str | None, str, tuple[tuple[str, str], ...]]:
     """Labels (routing labels already removed) -> (refusal reason or None, measure name, dimensions).
 
     Empty values mean "absent" in Prometheus and are not stored.
     """
     measure_name = ""
-    dimensions: list[dict[str, str]] = []
+    dimensions: list[tuple[str, str]] = []
     seen: set[str] = set()
     size = _FIXED_RECORD_BYTES
     for name, value in labels:
         if not name:
-            return EMPTY_LABEL_NAME, "", []
+            return EMPTY_LABEL_NAME, "", ()
         if name in seen:
-            return DUPLICATE_LABEL, "", []
+            return DUPLICATE_LABEL, "", ()
         seen.add(name)
         if name == METRIC_NAME_LABEL:
             measure_name = value
@@ -103,22 +114,58 @@ def map_labels(labels: Labels) -> tuple[str | None, str, list[dict[str, str]]]:
         name_bytes = len(name.encode())
         value_bytes = len(value.encode())
         if name_bytes > MAX_DIMENSION_NAME_BYTES:
-            return LONG_LABEL_NAME, "", []
+            return LONG_LABEL_NAME, "", ()
         if value_bytes > MAX_DIMENSION_VALUE_BYTES:
-            return LONG_LABEL_VALUE, "", []
+            return LONG_LABEL_VALUE, "", ()
         if is_reserved(name):
-            return RESERVED_LABEL, "", []
+            return RESERVED_LABEL, "", ()
         size += name_bytes + value_bytes
-        dimensions.append({"Name": name, "Value": value, "DimensionValueType": "VARCHAR"})
+        dimensions.append((name, value))
     if not measure_name:
-        return NO_METRIC_NAME, "", []
+        return NO_METRIC_NAME, "", ()
     if len(measure_name.encode()) > MAX_MEASURE_NAME_BYTES:
-        return LONG_MEASURE_NAME, "", []
+        return LONG_MEASURE_NAME, "", ()
     if len(dimensions) > MAX_DIMENSIONS:
-        return TOO_MANY_LABELS, "", []
+        return TOO_MANY_LABELS, "", ()
     if size > MAX_RECORD_BYTES:
-        return RECORD_TOO_LARGE, "", []
-    return None, measure_name, dimensions
+        return RECORD_TOO_LARGE, "", ()
+    return None, measure_name, tuple(dimensions)
+
+
+def map_series(labels: Labels, settings: Settings) -> MappedSeries:
+    """Route and check one series' labels."""
+    destination, labels = route(labels, settings)
+    if destination is None:
+        return MappedSeries(None, NO_DESTINATION, "", ())
+    if not is_valid_destination(destination):
+        return MappedSeries(None, INVALID_DESTINATION, "", ())
+    reason, measure_name, dimensions = check_labels(labels)
+    if reason is not None:
+        return MappedSeries(None, reason, "", ())
+    return MappedSeries(destination, None, measure_name, dimensions)
+
+
+class SeriesCache:
+    """Remembers what each label set maps to.
+
+    Prometheus sends the same series in every request, so the label checks and routing are done
+    once per series per process instead of once per sample. Bounded: cleared when full, which
+    costs one re-check per series rather than an LRU's bookkeeping on every hit.
+    """
+
+    def __init__(self, settings: Settings, max_entries: int = 50_000) -> None:
+        self._settings = settings
+        self._max_entries = max_entries
+        self._entries: dict[tuple[tuple[str, str], ...], MappedSeries] = {}
+
+    def lookup(self, labels: tuple[tuple[str, str], ...]) -> MappedSeries:
+        mapped = self._entries.get(labels)
+        if mapped is None:
+            mapped = map_series(list(labels), self._settings)
+            if len(self._entries) >= self._max_entries:
+                self._entries.clear()
+            self._entries[labels] = mapped
+        return mapped
 
 
 def unstorable_value_reason(value: float) -> str | None:
@@ -135,8 +182,11 @@ def format_value(value: float) -> str:
     return repr(value)
 
 
-def build_records(timeseries: Iterable[Any], settings: Settings, now_ms: int) -> RecordBatch:
+def build_records(
+    timeseries: Iterable[Any], settings: Settings, now_ms: int, cache: SeriesCache | None = None
+) -> RecordBatch:
     """Turn protobuf TimeSeries (or anything with .labels/.samples/.histograms) into records."""
+    cache = cache or SeriesCache(settings)
     batch = RecordBatch()
     records = batch.records
     dropped = batch.dropped
@@ -145,7 +195,7 @@ def build_records(timeseries: Iterable[Any], settings: Settings, now_ms: int) ->
     earliest_ms = (
         now_ms - settings.memory_retention_hours * 3_600_000
         if settings.memory_retention_hours is not None
-        else None
+        else -(2**63)
     )
     for series in timeseries:
         batch.series += 1
@@ -155,38 +205,23 @@ def build_records(timeseries: Iterable[Any], settings: Settings, now_ms: int) ->
         if not samples:
             continue
         batch.samples += len(samples)
-        labels = [(label.name, label.value) for label in series.labels]
-        destination, labels = route(labels, settings)
-        if destination is None:
-            refused[NO_DESTINATION] += len(samples)
+        mapped = cache.lookup(tuple([(label.name, label.value) for label in series.labels]))
+        if mapped.refusal is not None:
+            refused[mapped.refusal] += len(samples)
             continue
-        if not is_valid_destination(destination):
-            refused[INVALID_DESTINATION] += len(samples)
-            continue
-        reason, measure_name, dimensions = map_labels(labels)
-        if reason is not None:
-            refused[reason] += len(samples)
-            continue
-        out = records.get(destination)
+        out = records.get(mapped.destination)
         if out is None:
-            out = records[destination] = []
+            out = records[mapped.destination] = []
+        append = out.append
         for sample in samples:
             value = sample.value
             timestamp = sample.timestamp
-            reason = unstorable_value_reason(value)
-            if reason is not None:
-                dropped[reason] += 1
+            if value != value or value == _INF or value == -_INF:
+                dropped[unstorable_value_reason(value)] += 1
             elif timestamp > latest_ms:
                 refused[TOO_FAR_IN_FUTURE] += 1
-            elif earliest_ms is not None and timestamp < earliest_ms:
+            elif timestamp < earliest_ms:
                 refused[OLDER_THAN_RETENTION] += 1
             else:
-                out.append(
-                    {
-                        "Dimensions": dimensions,
-                        "MeasureName": measure_name,
-                        "MeasureValue": repr(value),
-                        "Time": str(timestamp),
-                    }
-                )
+                append((mapped, repr(value), str(timestamp)))
     return batch

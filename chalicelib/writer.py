@@ -17,8 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.records import COMMON_ATTRIBUTES, RecordBatch
+from chalicelib.records import Record, RecordBatch
 from chalicelib.router import Destination
+from chalicelib.write_body import send_prebuilt
+
+# (client, database, table, records): one WriteRecords call; raises what botocore raises.
+Send = Callable[[Any, str, str, list[Record]], None]
 
 MAX_RECORDS_PER_CALL = 100
 
@@ -156,7 +160,9 @@ class Writer:
         attempt_seconds: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        send: Send = send_prebuilt,
     ) -> None:
+        self._send = send
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="write")
         self._budget = budget_seconds
         # Worst-case duration of one attempt: a retry is only started if it can finish in time.
@@ -190,18 +196,13 @@ class Writer:
         return result
 
     def _call(
-        self, client: Any, destination: Destination, records: list[dict[str, Any]], deadline: float
+        self, client: Any, destination: Destination, records: list[Record], deadline: float
     ) -> _CallOutcome:
         outcome = _CallOutcome()
         attempt = 0
         while True:
             try:
-                client.write_records(
-                    DatabaseName=destination[0],
-                    TableName=destination[1],
-                    CommonAttributes=COMMON_ATTRIBUTES,
-                    Records=records,
-                )
+                self._send(client, destination[0], destination[1], records)
                 outcome.written = len(records)
                 return outcome
             except Exception as error:  # classified below; anything unknown is re-raised

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from chalicelib import records as r
 from chalicelib.config import Settings
 from chalicelib.prompb.prometheus_remote_pb2 import TimeSeries
+from chalicelib.write_body import write_records_params
 from tests.helpers import make_series
 
 NOW = 1_800_000_000_000
@@ -20,9 +21,13 @@ def build(*series: TimeSeries, settings: Settings = SETTINGS) -> r.RecordBatch:
     return r.build_records(series, settings, NOW)
 
 
+def as_dicts(records: list[r.Record]) -> list[dict]:
+    return write_records_params("prometheus", "metrics", records)["Records"]
+
+
 def only_records(batch: r.RecordBatch) -> list[dict]:
     assert list(batch.records) == [("prometheus", "metrics")]
-    return batch.records[("prometheus", "metrics")]
+    return as_dicts(batch.records[("prometheus", "metrics")])
 
 
 def test_sample_maps_to_one_record_with_name_dimensions_value_and_time():
@@ -37,7 +42,6 @@ def test_sample_maps_to_one_record_with_name_dimensions_value_and_time():
         "MeasureValue": "1.0",
         "Time": str(NOW),
     }
-    assert r.COMMON_ATTRIBUTES == {"MeasureValueType": "DOUBLE", "TimeUnit": "MILLISECONDS"}
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
@@ -79,8 +83,9 @@ def test_routing_labels_are_not_dimensions():
         [(1.0, NOW)],
     )
     batch = build(series)
-    ((destination, (record,)),) = batch.records.items()
+    ((destination, records),) = batch.records.items()
     assert destination == ("other_db", "nodes")
+    (record,) = as_dicts(records)
     assert [d["Name"] for d in record["Dimensions"]] == ["job"]
 
 
@@ -183,3 +188,19 @@ def test_label_mapping_keeps_every_nonempty_label_as_a_dimension(metric, labels)
     assert record["MeasureName"] == metric
     expected = {name: value for name, value in labels.items() if value and name not in routing}
     assert {d["Name"]: d["Value"] for d in record["Dimensions"]} == expected
+
+
+def test_the_series_cache_maps_a_label_set_once_and_reuses_it():
+    cache = r.SeriesCache(SETTINGS)
+    series = make_series([("__name__", "m"), ("job", "x")], [(1.0, NOW)])
+    first = r.build_records([series], SETTINGS, NOW, cache).records[("prometheus", "metrics")][0][0]
+    second = r.build_records([series], SETTINGS, NOW + 1, cache).records[("prometheus", "metrics")][0][0]
+    assert first is second
+
+
+def test_the_series_cache_is_bounded():
+    cache = r.SeriesCache(SETTINGS, max_entries=3)
+    for i in range(10):
+        cache.lookup((("__name__", f"m{i}"),))
+    assert len(cache._entries) <= 3
+    assert cache.lookup((("__name__", "m9"),)).measure_name == "m9"

@@ -5,7 +5,8 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from botocore.stub import Stubber
 
-from chalicelib.records import COMMON_ATTRIBUTES, RecordBatch
+from chalicelib.records import MappedSeries, RecordBatch
+from chalicelib.write_body import send_with_botocore_serializer, write_records_params
 from chalicelib.writer import FORBIDDEN, INVALID, NOT_FOUND, TRANSIENT, Writer
 
 DEST = ("prometheus", "metrics")
@@ -23,11 +24,8 @@ class FakeClock:
 
 
 def records(count, name="m"):
-    return [
-        {"Dimensions": [{"Name": "job", "Value": "x", "DimensionValueType": "VARCHAR"}],
-         "MeasureName": name, "MeasureValue": str(float(i)), "Time": str(1_800_000_000_000 + i)}
-        for i in range(count)
-    ]
+    series = MappedSeries(DEST, None, name, (("job", "x"),))
+    return [(series, str(float(i)), str(1_800_000_000_000 + i)) for i in range(count)]
 
 
 def batch_of(**by_table):
@@ -49,8 +47,10 @@ def clock():
 
 
 def make_writer(clock, concurrency=1, budget=10.0):
+    # Stubber checks parameters, so these tests use botocore's own serializer; the prebuilt
+    # body is tested in test_write_body.py.
     return Writer(concurrency=concurrency, budget_seconds=budget, attempt_seconds=1.0,
-                  clock=clock, sleep=clock.sleep)
+                  clock=clock, sleep=clock.sleep, send=send_with_botocore_serializer)
 
 
 def ok(count):
@@ -58,11 +58,7 @@ def ok(count):
 
 
 def expect_write(stubber, recs, table="metrics"):
-    stubber.add_response(
-        "write_records", ok(len(recs)),
-        {"DatabaseName": "prometheus", "TableName": table, "Records": recs,
-         "CommonAttributes": COMMON_ATTRIBUTES},
-    )
+    stubber.add_response("write_records", ok(len(recs)), write_records_params("prometheus", table, recs))
 
 
 def test_records_are_sent_in_calls_of_at_most_100_per_table(client, clock):
@@ -194,7 +190,7 @@ class BarrierClient:
 
 
 def test_calls_of_one_request_run_concurrently():
-    writer = Writer(concurrency=4, budget_seconds=10, attempt_seconds=1)
+    writer = Writer(concurrency=4, budget_seconds=10, attempt_seconds=1, send=send_with_botocore_serializer)
     result = writer.write(BarrierClient(4), batch_of(metrics=records(400)))
     assert (result.written, result.calls) == (400, 4)
 

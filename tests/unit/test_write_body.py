@@ -1,0 +1,116 @@
+import json
+
+import botocore.session
+from botocore.awsrequest import AWSResponse
+from botocore.config import Config
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chalicelib.config import Settings
+from chalicelib.records import build_records
+from chalicelib.write_body import (
+    install_prebuilt_body_hooks,
+    send_prebuilt,
+    shared_dimensions,
+    write_records_body,
+    write_records_params,
+)
+from tests.helpers import make_series
+
+NOW = 1_800_000_000_000
+SETTINGS = Settings(default_database="prometheus", default_table="metrics")
+DEST = ("prometheus", "metrics")
+
+
+def merged(call: dict) -> list[dict]:
+    """Records as Timestream stores them: CommonAttributes applied to each (dimensions as a dict)."""
+    common = call.get("CommonAttributes", {})
+    out = []
+    for record in call["Records"]:
+        full = {**{k: v for k, v in common.items() if k != "Dimensions"}, **record}
+        dims = common.get("Dimensions", []) + record.get("Dimensions", [])
+        full["Dimensions"] = {d["Name"]: (d["Value"], d.get("DimensionValueType")) for d in dims}
+        assert len(full["Dimensions"]) == len(dims), "a dimension appears twice"
+        out.append(full)
+    return out
+
+
+label_names = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,8}", fullmatch=True).filter(
+    lambda n: n not in ("__name__", "time") and not n.startswith("ts_") and not n.startswith("measure_")
+)
+label_sets = st.dictionaries(label_names, st.text(max_size=8), max_size=6)
+series_specs = st.lists(
+    st.tuples(
+        st.sampled_from(["up", "node_load1", 'we"ird\\name']),
+        label_sets,
+        st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=3),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(series_specs)
+def test_prebuilt_body_describes_the_same_records_as_botocore_parameters(specs):
+    timeseries = [
+        make_series([("__name__", name), *labels.items()], [(v, NOW + i) for i, v in enumerate(values)])
+        for name, labels, values in specs
+    ]
+    records = build_records(timeseries, SETTINGS, NOW + 10).records[DEST][:100]
+    fast = json.loads(write_records_body(*DEST, records))
+    plain = write_records_params(*DEST, records)
+    assert (fast["DatabaseName"], fast["TableName"]) == DEST
+    assert merged(fast) == merged(plain)
+
+
+def test_dimensions_every_record_shares_go_to_common_attributes():
+    shared = [("instance", "a:9100"), ("job", "node")]
+    timeseries = [
+        make_series([("__name__", "cpu"), ("cpu", str(i)), *shared], [(1.0, NOW)]) for i in range(3)
+    ]
+    records = build_records(timeseries, SETTINGS, NOW).records[DEST]
+    assert shared_dimensions(records) == tuple(shared)
+    body = json.loads(write_records_body(*DEST, records))
+    assert [d["Name"] for d in body["CommonAttributes"]["Dimensions"]] == ["instance", "job"]
+    assert [[d["Name"] for d in r["Dimensions"]] for r in body["Records"]] == [["cpu"]] * 3
+
+
+def test_no_shared_dimensions_means_no_common_dimensions():
+    timeseries = [make_series([("__name__", "m"), ("a", "1")], [(1.0, NOW)]),
+                  make_series([("__name__", "m"), ("a", "2")], [(1.0, NOW)])]
+    body = json.loads(write_records_body(*DEST, build_records(timeseries, SETTINGS, NOW).records[DEST]))
+    assert "Dimensions" not in body["CommonAttributes"]
+
+
+@given(st.text(min_size=1, max_size=30))
+def test_any_label_value_survives_json_escaping(value):
+    timeseries = [make_series([("__name__", "m"), ("label", value)], [(1.0, NOW)])]
+    records = build_records(timeseries, SETTINGS, NOW).records[DEST]
+    (record,) = merged(json.loads(write_records_body(*DEST, records)))
+    assert record["Dimensions"]["label"][0] == value
+
+
+def test_hooks_send_the_prebuilt_body_signed_through_botocore():
+    client = botocore.session.get_session().create_client(
+        "timestream-write", region_name="us-east-1", endpoint_url="https://timestream.test",
+        aws_access_key_id="AKIATESTEXAMPLE00001", aws_secret_access_key="secret",
+        config=Config(parameter_validation=False),
+    )
+    install_prebuilt_body_hooks(client)
+    sent = []
+
+    class RawBody:
+        def stream(self):
+            yield b'{"RecordsIngested":{"Total":1,"MemoryStore":1,"MagneticStore":0}}'
+
+    def capture(request, **_):
+        sent.append(request)
+        return AWSResponse(request.url, 200, {}, RawBody())
+
+    client.meta.events.register("before-send.timestream-write.WriteRecords", capture)
+    records = build_records([make_series([("__name__", "m"), ("job", "x")], [(2.5, NOW)])], SETTINGS, NOW)
+    send_prebuilt(client, *DEST, records.records[DEST])
+    (request,) = sent
+    assert request.body == write_records_body(*DEST, records.records[DEST])
+    assert request.headers["X-Amz-Target"] == b"Timestream_20181101.WriteRecords"
+    assert request.headers["Authorization"].startswith(b"AWS4-HMAC-SHA256 Credential=AKIATESTEXAMPLE00001/")

@@ -10,7 +10,7 @@ import snappy
 from google.protobuf.message import DecodeError
 
 from chalicelib.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from chalicelib.prompb.prometheus_remote_pb2 import ReadRequest, WriteRequest
+from chalicelib.prompb.prometheus_remote_pb2 import ReadRequest, WriteRequestLabelBytes
 
 PROTOBUF = "application/x-protobuf"
 # Remote write 2.0 senders name the message in a `proto` parameter; 1.0 is the only one we speak.
@@ -80,9 +80,11 @@ def _parse(message_type: type, raw: bytes, name: str) -> object:
 
 def decode_write_request(
     body: bytes, content_type: str | None, content_encoding: str | None, limit: int
-) -> WriteRequest:
+) -> WriteRequestLabelBytes:
+    """The request as WriteRequestLabelBytes: the same message with each series' labels left
+    serialised (records.SeriesCache parses them once per series)."""
     check_headers(content_type, content_encoding, WRITE_V1_MESSAGE)
-    return _parse(WriteRequest, decompress(body, limit), "WriteRequest")
+    return _parse(WriteRequestLabelBytes, decompress(body, limit), "WriteRequest")
 
 
 def decode_read_request(

@@ -12,9 +12,13 @@ import struct
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
+
+from google.protobuf.message import DecodeError
 
 from chalicelib.config import Settings
+from chalicelib.errors import BadRequest
+from chalicelib.prompb.prometheus_remote_pb2 import Label
 from chalicelib.router import Destination, Labels, is_valid_destination, route
 
 METRIC_NAME_LABEL = "__name__"
@@ -56,13 +60,20 @@ TOO_FAR_IN_FUTURE = "timestamp_too_far_in_future"
 OLDER_THAN_RETENTION = "timestamp_older_than_retention"
 
 
-class MappedSeries(NamedTuple):
-    """What a series' labels decide, independent of its samples (and so cacheable)."""
+@dataclass(eq=False, slots=True)
+class MappedSeries:
+    """What a series' labels decide, independent of its samples (and so cached per series)."""
 
     destination: Destination | None
     refusal: str | None
-    measure_name: str
-    dimensions: tuple[tuple[str, str], ...]
+    measure_name: str = ""
+    dimensions: tuple[tuple[str, str], ...] = ()
+    dimension_set: frozenset[tuple[str, str]] = field(init=False)
+    # Owned by write_body: this series' JSON, rendered once per process rather than per sample.
+    rendered: dict[Any, str] = field(init=False, repr=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.dimension_set = frozenset(self.dimensions)
 
 
 # One record per sample: (series, value as text, time in ms as text). Plain tuples keep the
@@ -136,35 +147,48 @@ def map_series(labels: Labels, settings: Settings) -> MappedSeries:
     """Route and check one series' labels."""
     destination, labels = route(labels, settings)
     if destination is None:
-        return MappedSeries(None, NO_DESTINATION, "", ())
+        return MappedSeries(None, NO_DESTINATION)
     if not is_valid_destination(destination):
-        return MappedSeries(None, INVALID_DESTINATION, "", ())
+        return MappedSeries(None, INVALID_DESTINATION)
     reason, measure_name, dimensions = check_labels(labels)
     if reason is not None:
-        return MappedSeries(None, reason, "", ())
+        return MappedSeries(None, reason)
     return MappedSeries(destination, None, measure_name, dimensions)
 
 
+def parse_labels(serialized: tuple[bytes, ...]) -> Labels:
+    """Serialised Label messages -> (name, value) pairs; BadRequest if one is not a Label."""
+    labels = []
+    for raw in serialized:
+        try:
+            label = Label.FromString(raw)
+        except DecodeError:
+            raise BadRequest("body is not a valid protobuf WriteRequest: a label does not parse") from None
+        labels.append((label.name, label.value))
+    return labels
+
+
 class SeriesCache:
-    """Remembers what each label set maps to.
+    """Remembers what each label set maps to, keyed by the labels' serialised bytes.
 
     Prometheus sends the same series in every request, so the label checks and routing are done
-    once per series per process instead of once per sample. Bounded: cleared when full, which
-    costs one re-check per series rather than an LRU's bookkeeping on every hit.
+    once per series per process instead of once per sample, and no Python object is made per
+    label on a hit. Bounded: cleared when full, which costs one re-check per series rather than
+    an LRU's bookkeeping on every hit.
     """
 
     def __init__(self, settings: Settings, max_entries: int = 50_000) -> None:
         self._settings = settings
         self._max_entries = max_entries
-        self._entries: dict[tuple[tuple[str, str], ...], MappedSeries] = {}
+        self._entries: dict[tuple[bytes, ...], MappedSeries] = {}
 
-    def lookup(self, labels: tuple[tuple[str, str], ...]) -> MappedSeries:
-        mapped = self._entries.get(labels)
+    def lookup(self, serialized_labels: tuple[bytes, ...]) -> MappedSeries:
+        mapped = self._entries.get(serialized_labels)
         if mapped is None:
-            mapped = map_series(list(labels), self._settings)
+            mapped = map_series(parse_labels(serialized_labels), self._settings)
             if len(self._entries) >= self._max_entries:
                 self._entries.clear()
-            self._entries[labels] = mapped
+            self._entries[serialized_labels] = mapped
         return mapped
 
 
@@ -185,7 +209,7 @@ def format_value(value: float) -> str:
 def build_records(
     timeseries: Iterable[Any], settings: Settings, now_ms: int, cache: SeriesCache | None = None
 ) -> RecordBatch:
-    """Turn protobuf TimeSeries (or anything with .labels/.samples/.histograms) into records."""
+    """Turn TimeSeriesLabelBytes (labels as serialised bytes, see decode) into records."""
     cache = cache or SeriesCache(settings)
     batch = RecordBatch()
     records = batch.records
@@ -205,7 +229,7 @@ def build_records(
         if not samples:
             continue
         batch.samples += len(samples)
-        mapped = cache.lookup(tuple([(label.name, label.value) for label in series.labels]))
+        mapped = cache.lookup(tuple(series.labels))
         if mapped.refusal is not None:
             refused[mapped.refusal] += len(samples)
             continue

@@ -16,7 +16,7 @@ from __future__ import annotations
 from json.encoder import encode_basestring as _json_string
 from typing import Any
 
-from chalicelib.records import Record
+from chalicelib.records import MappedSeries, Record
 
 _MEASURE_VALUE_TYPE = "DOUBLE"
 _TIME_UNIT = "MILLISECONDS"
@@ -29,38 +29,44 @@ def _dimension_json(name: str, value: str) -> str:
 
 def shared_dimensions(records: list[Record]) -> tuple[tuple[str, str], ...]:
     """The (name, value) pairs every record has, in the first record's order."""
-    first = records[0][0].dimensions
-    shared = set(first)
-    seen = {id(records[0][0])}
+    first = records[0][0]
+    shared = set(first.dimension_set)
+    previous = first
     for series, _, _ in records:
-        if id(series) not in seen:
-            seen.add(id(series))
-            shared.intersection_update(series.dimensions)
+        # Consecutive records usually share a series; skip the set work for those.
+        if series is not previous:
+            previous = series
+            shared &= series.dimension_set
             if not shared:
                 return ()
-    return tuple(pair for pair in first if pair in shared)
+    return tuple(pair for pair in first.dimensions if pair in shared)
+
+
+def _record_prefix(series: MappedSeries, common: frozenset[tuple[str, str]]) -> str:
+    """Everything of a record's JSON before its value, without the dimensions in `common`."""
+    own = ",".join(
+        _dimension_json(name, value) for name, value in series.dimensions if (name, value) not in common
+    )
+    dimensions = f'"Dimensions":[{own}],' if own else ""
+    return f'{{{dimensions}"MeasureName":{_json_string(series.measure_name)},"MeasureValue":"'
 
 
 def write_records_body(database: str, table: str, records: list[Record]) -> bytes:
     """The JSON body of one WriteRecords call (at most 100 records, checked by the caller)."""
     common = shared_dimensions(records)
-    common_set = set(common)
-    common_json = ",".join(_dimension_json(name, value) for name, value in common)
-    prefixes: dict[int, str] = {}
+    common_set = frozenset(common)
     parts = []
+    append = parts.append
     for series, value, time in records:
-        prefix = prefixes.get(id(series))
+        # Prefixes are memoised on the series per set of shared dimensions, which is stable
+        # across requests for a steady scrape; a series whose neighbours change keeps a few.
+        prefix = series.rendered.get(common_set)
         if prefix is None:
-            own = ",".join(
-                _dimension_json(name, dim_value)
-                for name, dim_value in series.dimensions
-                if (name, dim_value) not in common_set
-            )
-            dimensions = f'"Dimensions":[{own}],' if own else ""
-            prefix = prefixes[id(series)] = (
-                f'{{{dimensions}"MeasureName":{_json_string(series.measure_name)},"MeasureValue":"'
-            )
-        parts.append(f'{prefix}{value}","Time":"{time}"}}')
+            if len(series.rendered) >= 4:
+                series.rendered.clear()
+            prefix = series.rendered[common_set] = _record_prefix(series, common_set)
+        append(f'{prefix}{value}","Time":"{time}"}}')
+    common_json = ",".join(_dimension_json(name, value) for name, value in common)
     common_dimensions = f'"Dimensions":[{common_json}],' if common_json else ""
     body = (
         f'{{"DatabaseName":{_json_string(database)},"TableName":{_json_string(table)},'

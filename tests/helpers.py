@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 import snappy
 
-from chalicelib.prompb.prometheus_remote_pb2 import TimeSeries, WriteRequest
+from chalicelib.prompb.prometheus_remote_pb2 import TimeSeries, WriteRequest, WriteRequestLabelBytes
 
 ACCESS_KEY_ID = "AKIATESTEXAMPLE00001"
 SECRET_ACCESS_KEY = "test/secret+key=example"
@@ -53,3 +53,9 @@ def write_headers(**overrides: str) -> dict[str, str]:
     }
     headers.update(overrides)
     return {name: value for name, value in headers.items() if value is not None}
+
+
+def label_bytes_view(series: Iterable[TimeSeries]) -> list:
+    """The series as the write path decodes them (labels left serialised)."""
+    request = WriteRequest(timeseries=list(series))
+    return list(WriteRequestLabelBytes.FromString(request.SerializeToString()).timeseries)

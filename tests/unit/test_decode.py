@@ -76,4 +76,4 @@ def test_snappy_wrapping_invalid_protobuf_is_a_bad_request():
 def test_valid_request_round_trips():
     request = write_request([([("__name__", "up"), ("job", "a")], [(1.5, now_ms())])])
     decoded = decode_write_request(encode(request), "application/x-protobuf", "snappy", LIMIT)
-    assert decoded == request
+    assert decoded.SerializeToString() == request.SerializeToString()

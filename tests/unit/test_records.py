@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 
 from chalicelib import records as r
 from chalicelib.config import Settings
-from chalicelib.prompb.prometheus_remote_pb2 import TimeSeries
+from chalicelib.errors import BadRequest
+from chalicelib.prompb.prometheus_remote_pb2 import Label, TimeSeries
 from chalicelib.write_body import write_records_params
-from tests.helpers import make_series
+from tests.helpers import label_bytes_view, make_series
 
 NOW = 1_800_000_000_000
 SETTINGS = Settings(default_database="prometheus", default_table="metrics")
@@ -18,7 +19,7 @@ STALE = struct.unpack("<d", struct.pack("<Q", r.STALE_NAN_BITS))[0]
 
 
 def build(*series: TimeSeries, settings: Settings = SETTINGS) -> r.RecordBatch:
-    return r.build_records(series, settings, NOW)
+    return r.build_records(label_bytes_view(series), settings, NOW)
 
 
 def as_dicts(records: list[r.Record]) -> list[dict]:
@@ -193,14 +194,22 @@ def test_label_mapping_keeps_every_nonempty_label_as_a_dimension(metric, labels)
 def test_the_series_cache_maps_a_label_set_once_and_reuses_it():
     cache = r.SeriesCache(SETTINGS)
     series = make_series([("__name__", "m"), ("job", "x")], [(1.0, NOW)])
-    first = r.build_records([series], SETTINGS, NOW, cache).records[("prometheus", "metrics")][0][0]
-    second = r.build_records([series], SETTINGS, NOW + 1, cache).records[("prometheus", "metrics")][0][0]
+    first = r.build_records(label_bytes_view([series]), SETTINGS, NOW, cache).records[("prometheus", "metrics")][0][0]
+    second = r.build_records(label_bytes_view([series]), SETTINGS, NOW + 1, cache).records[("prometheus", "metrics")][0][0]
     assert first is second
 
 
 def test_the_series_cache_is_bounded():
     cache = r.SeriesCache(SETTINGS, max_entries=3)
+    def key(name):
+        return (Label(name="__name__", value=name).SerializeToString(),)
+
     for i in range(10):
-        cache.lookup((("__name__", f"m{i}"),))
+        cache.lookup(key(f"m{i}"))
     assert len(cache._entries) <= 3
-    assert cache.lookup((("__name__", "m9"),)).measure_name == "m9"
+    assert cache.lookup(key("m9")).measure_name == "m9"
+
+
+def test_a_label_that_is_not_a_label_message_is_a_bad_request():
+    with pytest.raises(BadRequest, match="label"):
+        r.SeriesCache(SETTINGS).lookup((b"\x0a\xff",))

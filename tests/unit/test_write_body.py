@@ -15,7 +15,7 @@ from chalicelib.write_body import (
     write_records_body,
     write_records_params,
 )
-from tests.helpers import make_series
+from tests.helpers import label_bytes_view, make_series
 
 NOW = 1_800_000_000_000
 SETTINGS = Settings(default_database="prometheus", default_table="metrics")
@@ -56,7 +56,7 @@ def test_prebuilt_body_describes_the_same_records_as_botocore_parameters(specs):
         make_series([("__name__", name), *labels.items()], [(v, NOW + i) for i, v in enumerate(values)])
         for name, labels, values in specs
     ]
-    records = build_records(timeseries, SETTINGS, NOW + 10).records[DEST][:100]
+    records = build_records(label_bytes_view(timeseries), SETTINGS, NOW + 10).records[DEST][:100]
     fast = json.loads(write_records_body(*DEST, records))
     plain = write_records_params(*DEST, records)
     assert (fast["DatabaseName"], fast["TableName"]) == DEST
@@ -68,7 +68,7 @@ def test_dimensions_every_record_shares_go_to_common_attributes():
     timeseries = [
         make_series([("__name__", "cpu"), ("cpu", str(i)), *shared], [(1.0, NOW)]) for i in range(3)
     ]
-    records = build_records(timeseries, SETTINGS, NOW).records[DEST]
+    records = build_records(label_bytes_view(timeseries), SETTINGS, NOW).records[DEST]
     assert shared_dimensions(records) == tuple(shared)
     body = json.loads(write_records_body(*DEST, records))
     assert [d["Name"] for d in body["CommonAttributes"]["Dimensions"]] == ["instance", "job"]
@@ -78,14 +78,14 @@ def test_dimensions_every_record_shares_go_to_common_attributes():
 def test_no_shared_dimensions_means_no_common_dimensions():
     timeseries = [make_series([("__name__", "m"), ("a", "1")], [(1.0, NOW)]),
                   make_series([("__name__", "m"), ("a", "2")], [(1.0, NOW)])]
-    body = json.loads(write_records_body(*DEST, build_records(timeseries, SETTINGS, NOW).records[DEST]))
+    body = json.loads(write_records_body(*DEST, build_records(label_bytes_view(timeseries), SETTINGS, NOW).records[DEST]))
     assert "Dimensions" not in body["CommonAttributes"]
 
 
 @given(st.text(min_size=1, max_size=30))
 def test_any_label_value_survives_json_escaping(value):
     timeseries = [make_series([("__name__", "m"), ("label", value)], [(1.0, NOW)])]
-    records = build_records(timeseries, SETTINGS, NOW).records[DEST]
+    records = build_records(label_bytes_view(timeseries), SETTINGS, NOW).records[DEST]
     (record,) = merged(json.loads(write_records_body(*DEST, records)))
     assert record["Dimensions"]["label"][0] == value
 
@@ -108,7 +108,7 @@ def test_hooks_send_the_prebuilt_body_signed_through_botocore():
         return AWSResponse(request.url, 200, {}, RawBody())
 
     client.meta.events.register("before-send.timestream-write.WriteRecords", capture)
-    records = build_records([make_series([("__name__", "m"), ("job", "x")], [(2.5, NOW)])], SETTINGS, NOW)
+    records = build_records(label_bytes_view([make_series([("__name__", "m"), ("job", "x")], [(2.5, NOW)])]), SETTINGS, NOW)
     send_prebuilt(client, *DEST, records.records[DEST])
     (request,) = sent
     assert request.body == write_records_body(*DEST, records.records[DEST])

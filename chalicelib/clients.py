@@ -14,7 +14,7 @@ from typing import Any
 from chalicelib.auth import AccessKey
 from chalicelib.config import Settings
 from chalicelib.errors import ConnectorError
-from chalicelib.write_body import install_prebuilt_body_hooks
+from chalicelib.transport import EndpointCache, WriteRecordsSender
 
 WRITE_SERVICE = "timestream-write"
 QUERY_SERVICE = "timestream-query"
@@ -25,28 +25,62 @@ READ_TIMEOUT_SECONDS = 5.0
 
 
 class ClientCache:
-    """Bounded LRU of botocore clients keyed by service and credential."""
+    """Bounded LRU of botocore clients (and write senders) keyed by service and credential."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._clients: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
         self._session: Any = None
+        # Shared by every credential's sender: connections are per endpoint, not per key.
+        self._write_endpoints = EndpointCache(settings.write_endpoint)
+        self._pools: Any = None
 
     def get(self, service: str, credentials: AccessKey | None) -> Any:
         """A client for `service` signing with `credentials` (None: the function's own role)."""
-        key = (service, credentials.cache_key if credentials else "")
+        return self._cached((service, credentials), lambda: self._create(service, credentials))
+
+    def write_sender(self, credentials: AccessKey | None) -> WriteRecordsSender:
+        """The fast WriteRecords sender for `credentials` (see transport.py)."""
+        return self._cached(("sender", credentials), lambda: self._create_sender(credentials))
+
+    def _cached(self, key: tuple[str, AccessKey | None], create: Any) -> Any:
+        cache_key = (key[0], key[1].cache_key if key[1] else "")
         with self._lock:
-            client = self._clients.get(key)
+            client = self._clients.get(cache_key)
             if client is not None:
-                self._clients.move_to_end(key)
+                self._clients.move_to_end(cache_key)
                 return client
-        client = self._create(service, credentials)
+        client = create()
         with self._lock:
-            self._clients[key] = client
+            self._clients[cache_key] = client
             while len(self._clients) > self._settings.client_cache_size:
                 self._clients.popitem(last=False)
         return client
+
+    def _create_sender(self, credentials: AccessKey | None) -> WriteRecordsSender:
+        import urllib3
+        from botocore.credentials import Credentials
+        from botocore.httpsession import get_cert_path
+
+        client = self.get(WRITE_SERVICE, credentials)
+        with self._lock:
+            if self._pools is None:
+                self._pools = urllib3.PoolManager(
+                    maxsize=max(10, self._settings.write_concurrency),
+                    timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS),
+                    ca_certs=get_cert_path(True),
+                )
+            session = self._session
+        if credentials is not None:
+            signing_credentials = Credentials(credentials.access_key_id, credentials.secret_access_key)
+        else:
+            signing_credentials = session.get_credentials()
+            if signing_credentials is None:
+                raise ConnectorError("AUTH_MODE=iam but the function has no AWS credentials")
+        return WriteRecordsSender(
+            client, signing_credentials, client.meta.region_name, self._write_endpoints, self._pools
+        )
 
     def _create(self, service: str, credentials: AccessKey | None) -> Any:
         # botocore is imported here, not at module import, to keep cold start short for
@@ -67,9 +101,6 @@ class ClientCache:
             retries={"total_max_attempts": 1, "mode": "standard"},
             max_pool_connections=max(10, settings.write_concurrency),
             tcp_keepalive=True,
-            # Records are checked against every Timestream limit before a call (records.py),
-            # and the write body is prebuilt (write_body.py): botocore's validation is redundant.
-            parameter_validation=service != WRITE_SERVICE,
             # Timestream requires endpoint discovery unless an endpoint is given explicitly.
             endpoint_discovery_enabled=endpoint is None,
         )
@@ -85,6 +116,4 @@ class ClientCache:
             )
         except NoRegionError:
             raise ConnectorError("no AWS region configured: set AWS_REGION") from None
-        if service == WRITE_SERVICE:
-            install_prebuilt_body_hooks(client)
         return client

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 
 from chalicelib.auth import AccessKey, parse_basic_authorization
-from chalicelib.clients import WRITE_SERVICE, ClientCache
+from chalicelib.clients import ClientCache
 from chalicelib.config import Settings
 from chalicelib.decode import decode_write_request
 from chalicelib.records import SeriesCache, build_records
@@ -43,4 +43,4 @@ def handle_write(
     batch = build_records(request.timeseries, settings, int(time.time() * 1000), series_cache)
     if batch.record_count == 0:
         return WriteResult(dropped=batch.dropped, refused=batch.refused)
-    return writer.write(clients.get(WRITE_SERVICE, credentials), batch)
+    return writer.write(clients.write_sender(credentials), batch)

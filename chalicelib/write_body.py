@@ -1,13 +1,11 @@
-"""WriteRecords request bodies, and the hooks that let a botocore client send a prebuilt one.
+"""WriteRecords request bodies.
 
 botocore's generic JSON serializer and parameter validation cost ~120 µs per record, more than
 everything else on the write path together. The records are already checked against every
 Timestream limit (records.py), so the body is written here directly as JSON text, with the
-dimensions that all records of a call share moved to `CommonAttributes`. The client still
-does credentials, endpoint discovery, signing, sending and error parsing: the hooks only swap
-the serialised body before it is signed.
+dimensions that all records of a call share moved to `CommonAttributes`.
 
-`write_records_params` is the straightforward equivalent (plain dicts for
+`write_records_params` is the straightforward equivalent (plain dicts for botocore's
 `client.write_records`), kept for tests: both must describe the same records.
 """
 
@@ -20,7 +18,6 @@ from chalicelib.records import MappedSeries, Record
 
 _MEASURE_VALUE_TYPE = "DOUBLE"
 _TIME_UNIT = "MILLISECONDS"
-_OPERATION = "WriteRecords"
 
 
 def _dimension_json(name: str, value: str) -> str:
@@ -97,37 +94,9 @@ def write_records_params(database: str, table: str, records: list[Record]) -> di
     }
 
 
-class PrebuiltBody(bytes):
-    """A finished WriteRecords body, passed through botocore in place of `Records`."""
-
-
-def _take_prebuilt_body(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-    records = params.get("Records")
-    if isinstance(records, PrebuiltBody):
-        context["prebuilt_body"] = records
-        # An empty list serialises at no cost; the real body replaces it before signing.
-        params["Records"] = []
-
-
-def _insert_prebuilt_body(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-    body = context.get("prebuilt_body")
-    if body is not None:
-        params["body"] = bytes(body)
-
-
-def install_prebuilt_body_hooks(client: Any) -> None:
-    """Let `client.write_records(DatabaseName=..., TableName=..., Records=PrebuiltBody(...))`
-    send the prebuilt body. Requires the client to have parameter validation off."""
-    service_id = client.meta.service_model.service_id.hyphenize()
-    events = client.meta.events
-    events.register(f"before-parameter-build.{service_id}.{_OPERATION}", _take_prebuilt_body)
-    events.register(f"before-call.{service_id}.{_OPERATION}", _insert_prebuilt_body)
-
-
-def send_prebuilt(client: Any, database: str, table: str, records: list[Record]) -> None:
-    """One WriteRecords call with a body built by write_records_body (the fast path)."""
-    body = PrebuiltBody(write_records_body(database, table, records))
-    client.write_records(DatabaseName=database, TableName=table, Records=body)
+def send_fast(sender: Any, database: str, table: str, records: list[Record]) -> None:
+    """One WriteRecords call: body built here, sent by transport.WriteRecordsSender."""
+    sender.send(write_records_body(database, table, records))
 
 
 def send_with_botocore_serializer(client: Any, database: str, table: str, records: list[Record]) -> None:

@@ -19,9 +19,10 @@ from typing import Any
 
 from chalicelib.records import Record, RecordBatch
 from chalicelib.router import Destination
-from chalicelib.write_body import send_prebuilt
+from chalicelib.write_body import send_fast
 
-# (client, database, table, records): one WriteRecords call; raises what botocore raises.
+# (target, database, table, records): one WriteRecords call; raises what botocore raises.
+# The target is a transport.WriteRecordsSender (fast path) or a botocore client.
 Send = Callable[[Any, str, str, list[Record]], None]
 
 MAX_RECORDS_PER_CALL = 100
@@ -160,7 +161,7 @@ class Writer:
         attempt_seconds: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        send: Send = send_prebuilt,
+        send: Send = send_fast,
     ) -> None:
         self._send = send
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="write")

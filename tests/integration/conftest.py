@@ -1,18 +1,25 @@
-"""Integration fixtures: the Chalice app, imported fresh with chosen settings, against moto."""
+"""Integration fixtures: the Chalice app, imported fresh with chosen settings, against moto's
+server (real HTTP, as the write path's sender does not go through botocore's HTTP layer)."""
 
 from __future__ import annotations
 
 import importlib
+import json
+import socket
 import sys
 from pathlib import Path
 
 import boto3
 import pytest
+import requests
 from chalice.test import Client
-from moto import mock_aws
+from moto.core.exceptions import JsonRESTError
+from moto.server import ThreadedMotoServer
+from moto.timestreamwrite.models import TimestreamWriteBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
+from show_records import stored_records  # noqa: E402
 from timestream_emulator import install_patches  # noqa: E402
 
 BASE_ENV = {
@@ -31,26 +38,70 @@ CONFIG_VARIABLES = (
 )
 
 
-@pytest.fixture
-def timestream():
-    """moto's Timestream in-process, with a `prometheus` database and `metrics` table."""
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """moto's server on loopback for the whole session (in this process, so faults can be
+    injected into its backend)."""
     install_patches()
-    with mock_aws():
-        client = boto3.client("timestream-write", region_name="us-east-1")
-        client.create_database(DatabaseName="prometheus")
-        for table in ("metrics", "nodes", "apps"):
-            client.create_table(DatabaseName="prometheus", TableName=table)
-        yield client
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
 
 
 @pytest.fixture
-def load_app(monkeypatch):
+def timestream(moto_endpoint):
+    """A fresh local Timestream with database `prometheus` and tables metrics, nodes, apps."""
+    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    client = boto3.client(
+        "timestream-write", region_name="us-east-1", endpoint_url=moto_endpoint,
+        aws_access_key_id="AKIASETUP00000000000", aws_secret_access_key="setup",
+    )
+    client.create_database(DatabaseName="prometheus")
+    for table in ("metrics", "nodes", "apps"):
+        client.create_table(DatabaseName="prometheus", TableName=table)
+    client.endpoint = moto_endpoint
+    yield client
+
+
+class TimestreamFault(JsonRESTError):
+    """An error answer from the local Timestream, with optional extra body fields."""
+
+    def __init__(self, code: str, status: int, **fields: object) -> None:
+        super().__init__(f"com.amazonaws.timestream.v20181101#{code}", f"{code} injected by the test")
+        self.code = status
+        self.description = json.dumps({"__type": self.error_type, "message": self.message, **fields})
+
+
+@pytest.fixture
+def fail_writes(monkeypatch):
+    """Make every WriteRecords call to the local Timestream answer with the given error."""
+
+    def install(code: str, status: int, **fields: object) -> None:
+        def write_records(self, database_name, table_name, records):
+            raise TimestreamFault(code, status, **fields)
+
+        monkeypatch.setattr(TimestreamWriteBackend, "write_records", write_records)
+
+    return install
+
+
+@pytest.fixture
+def load_app(monkeypatch, moto_endpoint):
     """Import app.py fresh under the given environment; returns the module."""
 
     def load(**env: str):
         for name in CONFIG_VARIABLES:
             monkeypatch.delenv(name, raising=False)
-        for name, value in {**BASE_ENV, **env}.items():
+        defaults = {**BASE_ENV, "TIMESTREAM_WRITE_ENDPOINT": moto_endpoint, "TIMESTREAM_QUERY_ENDPOINT": moto_endpoint}
+        for name, value in {**defaults, **env}.items():
             if value is None:
                 monkeypatch.delenv(name, raising=False)
             else:
@@ -71,9 +122,5 @@ def http(load_app, timestream):
 
 
 def stored(timestream_client, table: str = "metrics", database: str = "prometheus") -> list[dict]:
-    """What moto holds for a table (moto has no read API for Timestream records)."""
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.timestreamwrite.models import timestreamwrite_backends
-
-    backend = timestreamwrite_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
-    return backend.describe_table(database, table).records
+    """What the local Timestream holds for a table (moto has no read API for records)."""
+    return stored_records(timestream_client.endpoint, database, table)

@@ -6,10 +6,8 @@ import struct
 
 import pytest
 import snappy
-from botocore.stub import Stubber
 from chalice.test import Client
 
-from chalicelib.clients import WRITE_SERVICE
 from chalicelib.prompb.prometheus_remote_pb2 import WriteRequest
 from tests.helpers import SECRET_ACCESS_KEY, basic_auth, encode, now_ms, write_headers, write_request
 from tests.integration.conftest import ROOT, stored
@@ -102,26 +100,11 @@ def test_series_without_name_or_destination_are_400_after_the_rest_is_written(lo
     assert len(stored(timestream, "nodes")) == 1
 
 
-def stub_write_client(app, error_code, http_status, **modeled):
-    """Replace the app's cached Timestream client with one that answers `error_code` every call."""
-    from chalicelib.auth import parse_basic_authorization
-
-    client = app.clients.get(WRITE_SERVICE, parse_basic_authorization(basic_auth()))
-    stubber = Stubber(client)
-    for _ in range(50):
-        stubber.add_client_error("write_records", error_code, f"{error_code} from AWS", http_status,
-                                 modeled_fields=modeled or None)
-    stubber.activate()
-    return stubber
-
-
-def test_records_timestream_rejects_are_400_with_the_reason(load_app, timestream):
-    app = load_app()
-    stub_write_client(app, "RejectedRecordsException", 419, RejectedRecords=[
+def test_records_timestream_rejects_are_400_with_the_reason(http, timestream, fail_writes):
+    fail_writes("RejectedRecordsException", 419, RejectedRecords=[
         {"RecordIndex": 0, "Reason": "A record with the same dimensions and time but a different version exists."},
     ])
-    with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
-        response = post(client.http, encode(write_request([node_series(now_ms()), node_series(now_ms() + 1)])))
+    response = post(http, encode(write_request([node_series(now_ms()), node_series(now_ms() + 1)])))
     assert response.status_code == 400
     assert "conflicting_value=1" in response.body.decode()
     assert "1 records written" in response.body.decode()
@@ -137,19 +120,17 @@ def test_missing_table_is_404_naming_it(http, timestream):
 
 
 @pytest.mark.parametrize(("code", "status"), [("AccessDeniedException", 403), ("UnrecognizedClientException", 400)])
-def test_credentials_or_actions_aws_refuses_are_403(load_app, timestream, code, status):
-    app = load_app()
-    stub_write_client(app, code, status)
-    with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
-        response = post(client.http, encode(write_request([node_series(now_ms())])))
+def test_credentials_or_actions_aws_refuses_are_403(http, timestream, fail_writes, code, status):
+    fail_writes(code, status)
+    response = post(http, encode(write_request([node_series(now_ms())])))
     assert response.status_code == 403
     assert code in response.body.decode()
 
 
 @pytest.mark.parametrize(("code", "status"), [("ThrottlingException", 400), ("InternalServerException", 500)])
-def test_transient_timestream_failures_are_5xx_so_prometheus_retries(load_app, timestream, code, status):
+def test_transient_timestream_failures_are_5xx_so_prometheus_retries(load_app, timestream, fail_writes, code, status):
     app = load_app(WRITE_BUDGET_SECONDS="0.5")
-    stub_write_client(app, code, status)
+    fail_writes(code, status)
     with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
         response = post(client.http, encode(write_request([node_series(now_ms())])))
     assert response.status_code == 503

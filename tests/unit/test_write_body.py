@@ -1,16 +1,11 @@
 import json
 
-import botocore.session
-from botocore.awsrequest import AWSResponse
-from botocore.config import Config
 from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.config import Settings
 from chalicelib.records import build_records
 from chalicelib.write_body import (
-    install_prebuilt_body_hooks,
-    send_prebuilt,
     shared_dimensions,
     write_records_body,
     write_records_params,
@@ -88,29 +83,3 @@ def test_any_label_value_survives_json_escaping(value):
     records = build_records(label_bytes_view(timeseries), SETTINGS, NOW).records[DEST]
     (record,) = merged(json.loads(write_records_body(*DEST, records)))
     assert record["Dimensions"]["label"][0] == value
-
-
-def test_hooks_send_the_prebuilt_body_signed_through_botocore():
-    client = botocore.session.get_session().create_client(
-        "timestream-write", region_name="us-east-1", endpoint_url="https://timestream.test",
-        aws_access_key_id="AKIATESTEXAMPLE00001", aws_secret_access_key="secret",
-        config=Config(parameter_validation=False),
-    )
-    install_prebuilt_body_hooks(client)
-    sent = []
-
-    class RawBody:
-        def stream(self):
-            yield b'{"RecordsIngested":{"Total":1,"MemoryStore":1,"MagneticStore":0}}'
-
-    def capture(request, **_):
-        sent.append(request)
-        return AWSResponse(request.url, 200, {}, RawBody())
-
-    client.meta.events.register("before-send.timestream-write.WriteRecords", capture)
-    records = build_records(label_bytes_view([make_series([("__name__", "m"), ("job", "x")], [(2.5, NOW)])]), SETTINGS, NOW)
-    send_prebuilt(client, *DEST, records.records[DEST])
-    (request,) = sent
-    assert request.body == write_records_body(*DEST, records.records[DEST])
-    assert request.headers["X-Amz-Target"] == b"Timestream_20181101.WriteRecords"
-    assert request.headers["Authorization"].startswith(b"AWS4-HMAC-SHA256 Credential=AKIATESTEXAMPLE00001/")

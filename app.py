@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 from chalice import Chalice, Response
+from chalice.app import CaseInsensitiveMapping, Request
 
 from chalicelib import logs
 from chalicelib.clients import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, ClientCache
 from chalicelib.config import load_settings
 from chalicelib.decode import PROTOBUF
 from chalicelib.errors import ConnectorError, Unauthorized
-from chalicelib.pipeline import handle_write
+from chalicelib.pipeline import handle_read, handle_write
+from chalicelib.reader import ColumnsCache
 from chalicelib.records import SeriesCache
 from chalicelib.writer import Writer
 
@@ -24,11 +28,22 @@ app.api.binary_types.append(PROTOBUF)
 
 clients = ClientCache(settings)
 series_cache = SeriesCache(settings)
+columns_cache = ColumnsCache()
 writer = Writer(
     concurrency=settings.write_concurrency,
     budget_seconds=settings.write_budget_seconds,
     attempt_seconds=CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS,
 )
+
+
+@app.middleware("http")
+def accept_protobuf_on_read(event: Request, get_response: Callable[[Request], Response]) -> Response:
+    """Prometheus sends no Accept header on remote read, and Chalice refuses a binary response
+    to a request that did not accept one. The protobuf answer is the only one /read gives, so
+    say so on the sender's behalf."""
+    if event.path == "/read" and "accept" not in event.headers:
+        event.headers = CaseInsensitiveMapping({**dict(event.headers), "accept": PROTOBUF})
+    return get_response(event)
 
 
 def _text_response(status: int, message: str) -> Response:
@@ -38,38 +53,58 @@ def _text_response(status: int, message: str) -> Response:
     return Response(body=message + "\n", status_code=status, headers=headers)
 
 
+def _serve(event: str, handle: Callable[[], tuple[Response, dict[str, Any]]]) -> Response:
+    """Run one request's handler; map refusals to their status, log one JSON line either way.
+
+    `handle` returns the success response and the fields to log. A ConnectorError carries
+    its own status; anything else is a bug, answered 500 (Prometheus retries, nothing is lost)
+    without taking the process down.
+    """
+    started = time.perf_counter()
+    body = app.current_request.raw_body or b""
+    fields: dict[str, Any] = {}
+    try:
+        response, fields = handle()
+    except ConnectorError as error:
+        response = _text_response(error.status, error.message)
+    except Exception:
+        logs.logger.exception("unexpected error in /%s", event)
+        response = _text_response(500, "internal error: nothing was stored or read, see the connector's logs")
+    status = response.status_code
+    logs.log_event(
+        logging.INFO if status < 400 else logging.WARNING,
+        event,
+        status=status,
+        error=response.body.strip() if status >= 400 else None,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        request_bytes=len(body),
+        **fields,
+    )
+    return response
+
+
 @app.route("/write", methods=["POST"], content_types=[PROTOBUF])
 def write() -> Response:
     request = app.current_request
-    started = time.perf_counter()
-    fields: dict = {}
-    try:
+
+    def handle() -> tuple[Response, dict[str, Any]]:
         result = handle_write(request.raw_body, request.headers, settings, clients, writer, series_cache)
-    except ConnectorError as error:
-        status, message = error.status, error.message
-    except Exception:  # a bug must not crash the process; 500 makes Prometheus retry
-        logs.logger.exception("unexpected error in /write")
-        status, message = 500, "internal error: the request was not stored, see the connector's logs"
-    else:
-        status, message = result.status(), result.error_message()
-        fields = {
-            "written": result.written,
-            "dropped": dict(result.dropped),
-            "refused": dict(result.refused),
-            "rejected": dict(result.rejected),
-            "retries": result.retries,
-            "calls": result.calls,
-            "destinations": dict(result.destinations),
-        }
-    logs.log_event(
-        logging.INFO if status < 400 else logging.WARNING,
-        "write",
-        status=status,
-        error=message or None,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        request_bytes=len(request.raw_body or b""),
-        **fields,
-    )
-    if status < 300:
-        return Response(body="", status_code=status)
-    return _text_response(status, message)
+        status = result.status()
+        response = Response(body="", status_code=status) if status < 300 else _text_response(
+            status, result.error_message()
+        )
+        return response, result.log_fields()
+
+    return _serve("write", handle)
+
+
+@app.route("/read", methods=["POST"], content_types=[PROTOBUF])
+def read() -> Response:
+    request = app.current_request
+
+    def handle() -> tuple[Response, dict[str, Any]]:
+        body, fields = handle_read(request.raw_body, request.headers, settings, clients, columns_cache)
+        headers = {"Content-Type": PROTOBUF, "Content-Encoding": "snappy"}
+        return Response(body=body, status_code=200, headers=headers), fields
+
+    return _serve("read", handle)

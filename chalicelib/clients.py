@@ -19,9 +19,13 @@ from chalicelib.transport import EndpointCache, WriteRecordsSender
 WRITE_SERVICE = "timestream-write"
 QUERY_SERVICE = "timestream-query"
 
-# The connector does its own retries inside a time budget (see writer), so botocore's are off.
+# Writes: the connector does its own retries inside a time budget (see writer), so botocore's
+# are off and each attempt is kept short.
 CONNECT_TIMEOUT_SECONDS = 2.0
 READ_TIMEOUT_SECONDS = 5.0
+# Queries can legitimately run for seconds; botocore retries throttling within API Gateway's 29 s.
+QUERY_READ_TIMEOUT_SECONDS = 20.0
+QUERY_MAX_ATTEMPTS = 2
 
 
 class ClientCache:
@@ -97,8 +101,11 @@ class ClientCache:
         endpoint = settings.write_endpoint if service == WRITE_SERVICE else settings.query_endpoint
         config = Config(
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            read_timeout=READ_TIMEOUT_SECONDS,
-            retries={"total_max_attempts": 1, "mode": "standard"},
+            read_timeout=READ_TIMEOUT_SECONDS if service == WRITE_SERVICE else QUERY_READ_TIMEOUT_SECONDS,
+            retries={
+                "total_max_attempts": 1 if service == WRITE_SERVICE else QUERY_MAX_ATTEMPTS,
+                "mode": "standard",
+            },
             max_pool_connections=max(10, settings.write_concurrency),
             tcp_keepalive=True,
             # Timestream requires endpoint discovery unless an endpoint is given explicitly.

@@ -1,4 +1,5 @@
-"""The write path as one function over plain inputs: decode -> route -> records -> writer.
+"""The write and read paths as functions over plain inputs: decode -> route -> records -> writer,
+and decode -> reader -> encode.
 
 Kept apart from app.py so it runs without HTTP or Chalice; app.py only translates the HTTP
 request into these arguments and the result into a response.
@@ -10,9 +11,10 @@ import time
 from collections.abc import Mapping
 
 from chalicelib.auth import AccessKey, parse_basic_authorization
-from chalicelib.clients import ClientCache
+from chalicelib.clients import QUERY_SERVICE, ClientCache
 from chalicelib.config import Settings
-from chalicelib.decode import decode_write_request
+from chalicelib.decode import decode_read_request, decode_write_request, encode_response
+from chalicelib.reader import ColumnsCache, read
 from chalicelib.records import SeriesCache, build_records
 from chalicelib.writer import Writer, WriteResult
 
@@ -44,3 +46,33 @@ def handle_write(
     if batch.record_count == 0:
         return WriteResult(dropped=batch.dropped, refused=batch.refused)
     return writer.write(clients.write_sender(credentials), batch)
+
+
+def handle_read(
+    body: bytes,
+    headers: Mapping[str, str],
+    settings: Settings,
+    clients: ClientCache,
+    columns_cache: ColumnsCache,
+) -> tuple[bytes, dict[str, int]]:
+    """Answer one remote read request: the snappy-compressed ReadResponse and what to log."""
+    credentials = credentials_from(headers, settings)
+    request = decode_read_request(
+        body,
+        headers.get("content-type"),
+        headers.get("content-encoding"),
+        settings.max_decompressed_bytes,
+    )
+    response = read(
+        request,
+        settings,
+        clients.get(QUERY_SERVICE, credentials),
+        columns_cache,
+        cache_scope=credentials.access_key_id if credentials else "",
+    )
+    encoded = encode_response(response)
+    return encoded, {
+        "queries": len(request.queries),
+        "series": sum(len(result.timeseries) for result in response.results),
+        "response_bytes": len(encoded),
+    }

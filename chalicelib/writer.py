@@ -80,6 +80,17 @@ class WriteResult:
             return 400
         return 204
 
+    def log_fields(self) -> dict[str, Any]:
+        return {
+            "written": self.written,
+            "dropped": dict(self.dropped),
+            "refused": dict(self.refused),
+            "rejected": dict(self.rejected),
+            "retries": self.retries,
+            "calls": self.calls,
+            "destinations": dict(self.destinations),
+        }
+
     def error_message(self) -> str:
         """One line saying what was not stored and why; empty when everything was."""
         status = self.status()

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Chalice, Response
+from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import CaseInsensitiveMapping, Request
 
 from chalicelib import logs
@@ -29,6 +29,9 @@ app.api.binary_types.append(PROTOBUF)
 clients = ClientCache(settings)
 series_cache = SeriesCache(settings)
 columns_cache = ColumnsCache()
+# In iam mode API Gateway checks the caller's SigV4 signature (execute-api:Invoke) and the
+# function writes with its own role; without the authorizer the routes would be open.
+authorizer = IAMAuthorizer() if settings.auth_mode == "iam" else None
 writer = Writer(
     concurrency=settings.write_concurrency,
     budget_seconds=settings.write_budget_seconds,
@@ -83,7 +86,7 @@ def _serve(event: str, handle: Callable[[], tuple[Response, dict[str, Any]]]) ->
     return response
 
 
-@app.route("/write", methods=["POST"], content_types=[PROTOBUF])
+@app.route("/write", methods=["POST"], content_types=[PROTOBUF], authorizer=authorizer)
 def write() -> Response:
     request = app.current_request
 
@@ -98,7 +101,7 @@ def write() -> Response:
     return _serve("write", handle)
 
 
-@app.route("/read", methods=["POST"], content_types=[PROTOBUF])
+@app.route("/read", methods=["POST"], content_types=[PROTOBUF], authorizer=authorizer)
 def read() -> Response:
     request = app.current_request
 

@@ -202,3 +202,12 @@ def test_an_unexpected_bug_is_a_500_and_the_app_keeps_serving(load_app, timestre
         assert post(client.http, encode(write_request([node_series(now_ms())]))).status_code == 500
         monkeypatch.undo()
         assert post(client.http, encode(write_request([node_series(now_ms())]))).status_code == 204
+
+
+def test_iam_mode_puts_a_sigv4_authorizer_on_every_route(load_app):
+    app = load_app(AUTH_MODE="iam")
+    for path in ("/write", "/read"):
+        route = app.app.routes[path]["POST"]
+        assert type(route.authorizer).__name__ == "IAMAuthorizer", path
+    basic = load_app(AUTH_MODE="basic")
+    assert basic.app.routes["/write"]["POST"].authorizer is None

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Builds the deployment artefacts with `chalice package` and the merge templates in templates/:
+#
+#   <out>/simple-template.yml        no parameters, basic auth            (templates/simple.yml)
+#   <out>/advanced-template.yml      parameters, basic auth               (templates/advanced.yml)
+#   <out>/advanced-iam-template.yml  parameters, SigV4 auth, AUTH_MODE=iam (advanced.yml + iam.yml)
+#   <out>/deployment.zip             app.py, chalicelib/ and the Linux x86_64 wheels of
+#                                    requirements.txt, for the Lambda runtime
+#
+# The templates refer to ./deployment.zip (CodeUri), so keep the four files together; see
+# docs/deploy.md for deploying them.
+#
+# Usage: scripts/package.sh [OUT_DIR]   (default: dist; run from anywhere)
+# Environment: BIN     directory holding chalice and python (default: <project>/.venv/bin)
+#              STAGE   chalice stage whose settings are packaged (default: prod)
+#
+# Needs a region but no AWS credentials; downloads wheels from the package index the first time
+# (chalice caches them in .chalice/deployments/).
+set -euo pipefail
+
+project_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$project_dir"
+
+out_dir=${1:-dist}
+bin_dir=${BIN:-$project_dir/.venv/bin}
+stage=${STAGE:-prod}
+# chalice refuses to package without a region; the templates use ${AWS::Region}, not this.
+export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
+
+if [[ ! -f app.py ]]; then
+    echo "package.sh: no app.py in $project_dir" >&2
+    exit 1
+fi
+
+work_dir=$(mktemp -d)
+trap 'rm -rf "$work_dir"' EXIT
+
+# chalice takes one merge template: merge the IAM overlay into the advanced one first, with
+# chalice's own YAML loader and merger so the result is what chalice would have made of both.
+"$bin_dir/python" - templates/advanced.yml templates/iam.yml "$work_dir/advanced-iam.yml" <<'PY'
+import sys
+
+import yaml
+from chalice.package import TemplateDeepMerger, YAMLTemplateSerializer
+
+base_path, overlay_path, out_path = sys.argv[1:]
+serializer = YAMLTemplateSerializer()
+with open(base_path) as base, open(overlay_path) as overlay:
+    merged = TemplateDeepMerger().merge(
+        serializer.load_template(overlay.read(), overlay_path),
+        serializer.load_template(base.read(), base_path),
+    )
+with open(out_path, "w") as out:
+    yaml.safe_dump(merged, out, sort_keys=False)
+PY
+
+package() {  # package VARIANT MERGE_TEMPLATE
+    local variant=$1 merge_template=$2
+    echo "package.sh: $variant (stage $stage, merge template $merge_template)"
+    "$bin_dir/chalice" package --stage "$stage" --merge-template "$merge_template" \
+        "$work_dir/$variant"
+    if [[ ! -s "$work_dir/$variant/sam.yaml" || ! -s "$work_dir/$variant/deployment.zip" ]]; then
+        echo "package.sh: chalice package produced no template or zip for $variant" >&2
+        exit 1
+    fi
+}
+
+package simple templates/simple.yml
+package advanced templates/advanced.yml
+package advanced-iam "$work_dir/advanced-iam.yml"
+
+mkdir -p "$out_dir"
+for variant in simple advanced advanced-iam; do
+    cp "$work_dir/$variant/sam.yaml" "$out_dir/$variant-template.yml"
+done
+# The three zips hold the same app and dependencies; ship one.
+cp "$work_dir/advanced/deployment.zip" "$out_dir/deployment.zip"
+echo "package.sh: wrote $out_dir/{simple,advanced,advanced-iam}-template.yml and $out_dir/deployment.zip"

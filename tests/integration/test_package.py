@@ -1,0 +1,600 @@
+"""Packaging: what `make package` hands to users (scripts/package.sh, templates/, .chalice/).
+
+The expensive part runs once per session: the module fixture copies the project (without the
+virtualenv, dist/ or chalice's wheel cache, so it is what a fresh clone packages) and runs
+scripts/package.sh on the copy. Packaging needs no AWS credentials and reaches the package index.
+
+What is checked: the three templates pass cfn-lint; every advanced parameter is wired into the
+resource it names and every output points at a real route; the API delivers protobuf bytes both
+ways; the IAM variant signs every route; IAM policies grant no wildcard action; the zip holds the
+app, every pinned runtime requirement and Linux x86_64 builds of the compiled ones (chalice drops
+wheels it finds incompatible without failing) and nothing from the dev tooling.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from chalicelib.config import ConfigError, load_settings
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+VARIANTS = ("simple", "advanced", "advanced-iam")
+PARAMETERISED = ("advanced", "advanced-iam")
+
+ORIGINAL_PARAMETERS = {
+    "LambdaFunctionName", "PrometheusDatabaseLabel", "PrometheusTableLabel", "MemorySize",
+    "TimeoutInMillis", "ReadThrottlingBurstLimit", "WriteThrottlingBurstLimit", "RoleName",
+    "ExecutionPolicyName", "TimestreamPolicyName", "APIGatewayStageName",
+}
+REQUIRED_OUTPUTS = {"InvokeWriteURL", "InvokeReadURL", "PrometheusDatabaseLabel", "PrometheusTableLabel"}
+ROUTES = {"/write": "post", "/read": "post"}
+URL_PREFIX = "https://${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/"
+
+# Every action any policy of the project may grant; none may contain a wildcard.
+ALLOWED_ACTIONS = {
+    "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+    "timestream:DescribeEndpoints", "timestream:WriteRecords", "timestream:Select",
+    "timestream:DescribeTable", "execute-api:Invoke",
+}
+# glibc of the Lambda runtime's OS: Amazon Linux 2 up to python3.11, Amazon Linux 2023 after.
+RUNTIME_GLIBC = {"python3.10": (2, 26), "python3.11": (2, 26), "python3.12": (2, 34), "python3.13": (2, 34)}
+LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+ELF_X86_64 = 62
+# chalice copies these two modules of itself into every zip: they are the runtime of app.py.
+CHALICE_RUNTIME = {"chalice/__init__.py", "chalice/app.py"}
+
+
+# --- the packaging run ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = tmp_path_factory.mktemp("package") / "project"
+    shutil.copytree(
+        ROOT,
+        project,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "dist", "deployments", "__pycache__", "*.pyc", ".pytest_cache",
+            ".hypothesis", ".ruff_cache",
+        ),
+    )
+    # No credentials and no region: the script must supply the region and need nothing else.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update(BIN=str(BIN), AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    out = project / "dist"
+    result = subprocess.run(
+        ["bash", "scripts/package.sh", str(out)],
+        cwd=project, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, f"package.sh failed:\n{result.stdout}\n{result.stderr}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def templates(dist: Path) -> dict[str, dict[str, Any]]:
+    return {variant: yaml.safe_load((dist / f"{variant}-template.yml").read_text()) for variant in VARIANTS}
+
+
+@pytest.fixture(scope="module")
+def bundle(dist: Path) -> Iterator[zipfile.ZipFile]:
+    with zipfile.ZipFile(dist / "deployment.zip") as archive:
+        yield archive
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _names_used(node: Any) -> set[str]:
+    """Parameters, resources and pseudo parameters a template fragment refers to."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::Sub":
+                text = value if isinstance(value, str) else value[0]
+                found.update(re.findall(r"\$\{([A-Za-z0-9:]+)", text))
+                if not isinstance(value, str):
+                    found |= _names_used(value[1])
+            else:
+                found |= _names_used(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _names_used(item)
+    return found
+
+
+def _resource(template: dict[str, Any], name: str) -> dict[str, Any]:
+    return template["Resources"][name]["Properties"]
+
+
+def _swagger(template: dict[str, Any]) -> dict[str, Any]:
+    return _resource(template, "RestAPI")["DefinitionBody"]
+
+
+def _operations(template: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in _swagger(template)["paths"].items():
+        for method, operation in item.items():
+            yield path, method, operation
+
+
+def _environment(template: dict[str, Any]) -> dict[str, Any]:
+    return _resource(template, "APIHandler")["Environment"]["Variables"]
+
+
+def _policy_documents(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, resource in template["Resources"].items():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::IAM::Role":
+            for policy in properties.get("Policies", []):
+                yield f"{name} inline policy", policy["PolicyDocument"]
+        elif resource["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"):
+            yield name, properties["PolicyDocument"]
+        elif resource["Type"] == "AWS::Serverless::Function":
+            # SAM policy templates would hide their actions from this check.
+            assert "Policies" not in properties, f"{name} must use the hand-written role"
+
+
+def _resolve(node: Any, template: dict[str, Any], values: dict[str, str]) -> Any:
+    """Value of Ref / Fn::FindInMap over parameters, as CloudFormation computes it."""
+    if isinstance(node, dict) and set(node) == {"Ref"}:
+        return values[node["Ref"]]
+    if isinstance(node, dict) and set(node) == {"Fn::FindInMap"}:
+        mapping, key, attribute = (_resolve(part, template, values) for part in node["Fn::FindInMap"])
+        return template["Mappings"][mapping][key][attribute]
+    return node
+
+
+def _defaults(template: dict[str, Any]) -> dict[str, str]:
+    return {name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()}
+
+
+def _runtime_distributions() -> set[str]:
+    """requirements.txt and everything it pulls in, as installed here."""
+    pending = [
+        Requirement(line.split("#")[0].strip())
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.split("#")[0].strip()
+    ]
+    found: set[str] = set()
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if name in found:
+            continue
+        found.add(name)
+        for spec in metadata.distribution(requirement.name).requires or []:
+            dependency = Requirement(spec)
+            if dependency.marker is None or dependency.marker.evaluate({"extra": ""}):
+                pending.append(dependency)
+    return found
+
+
+def _glibc_of(platform: str) -> tuple[int, int] | None:
+    """(2, 17) for manylinux2014_x86_64 / manylinux_2_17_x86_64; None if not x86_64 manylinux."""
+    match = re.fullmatch(r"(manylinux1|manylinux2010|manylinux2014)_x86_64", platform)
+    if match:
+        return LEGACY_MANYLINUX[match.group(1)]
+    match = re.fullmatch(r"manylinux_(\d+)_(\d+)_x86_64", platform)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+# --- artefacts and lint ------------------------------------------------------------------------
+
+def test_package_writes_three_templates_beside_the_zip(dist: Path, templates: dict[str, dict[str, Any]]) -> None:
+    assert (dist / "deployment.zip").stat().st_size > 0
+    for variant, template in templates.items():
+        function = _resource(template, "APIHandler")
+        assert function["CodeUri"] == "./deployment.zip", variant
+        assert function["Architectures"] == ["x86_64"], variant
+        assert re.fullmatch(r"python3\.\d+", function["Runtime"]), variant
+        assert template["Transform"] == "AWS::Serverless-2016-10-31", variant
+
+
+def test_templates_pass_cfn_lint(dist: Path) -> None:
+    files = [str(dist / f"{variant}-template.yml") for variant in VARIANTS]
+    result = subprocess.run([str(BIN / "cfn-lint"), *files], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_transform_keeps_the_wiring(dist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs the SAM transform CloudFormation runs, and lints its output."""
+    pytest.importorskip("samtranslator", reason="aws-sam-translator is not installed")
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # the translator builds ARNs with it
+    translated_files = []
+    for variant in VARIANTS:
+        template = yaml.safe_load((dist / f"{variant}-template.yml").read_text())
+        # What `aws cloudformation package` does with the local CodeUri.
+        template["Resources"]["APIHandler"]["Properties"]["CodeUri"] = "s3://bucket/deployment.zip"
+        output = Translator(managed_policy_map={}, sam_parser=Parser()).translate(
+            sam_template=template, parameter_values=_defaults(template)
+        )
+        resources = output["Resources"]
+        stages = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::Stage"]
+        assert len(stages) == 1, f"{variant}: SAM made {len(stages)} stages"
+        assert stages[0]["MethodSettings"] == _resource(template, "RestAPI")["MethodSettings"], variant
+        assert stages[0]["StageName"] == _resource(template, "RestAPI")["StageName"], variant
+        body = resources["RestAPI"]["Properties"]["Body"]
+        assert "*/*" in body["x-amazon-apigateway-binary-media-types"], variant
+        assert body["paths"] == _swagger(template)["paths"], variant
+        function = resources["APIHandler"]["Properties"]
+        assert function["Timeout"] == _resource(template, "APIHandler")["Timeout"], variant
+        assert function["Environment"] == _resource(template, "APIHandler")["Environment"], variant
+        path = tmp_path / f"{variant}-cfn.yml"
+        path.write_text(yaml.safe_dump(output))
+        translated_files.append(str(path))
+    result = subprocess.run(
+        [str(BIN / "cfn-lint"), *translated_files], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- parameters and their wiring ---------------------------------------------------------------
+
+def test_simple_template_needs_no_parameter(templates: dict[str, dict[str, Any]]) -> None:
+    assert all("Default" in spec for spec in templates["simple"].get("Parameters", {}).values())
+    outputs = templates["simple"]["Outputs"]
+    assert REQUIRED_OUTPUTS <= set(outputs)
+    stage = _resource(templates["simple"], "RestAPI")["StageName"]
+    for route in ROUTES:
+        assert outputs[f"Invoke{route[1:].title()}URL"]["Value"] == {"Fn::Sub": f"{URL_PREFIX}{stage}{route}"}
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_advanced_parameters_have_defaults_descriptions_and_uses(
+    templates: dict[str, dict[str, Any]], variant: str
+) -> None:
+    template = templates[variant]
+    parameters = template["Parameters"]
+    assert ORIGINAL_PARAMETERS <= set(parameters)
+    used = _names_used(template["Resources"]) | _names_used(template["Outputs"])
+    for name, spec in parameters.items():
+        assert "Default" in spec and spec.get("Description"), name
+        assert name in used, f"parameter {name} is not wired into any resource or output"
+        if "AllowedValues" in spec:
+            assert spec["Default"] in spec["AllowedValues"], name
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_function_parameters_are_wired(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    template = templates[variant]
+    function = _resource(template, "APIHandler")
+    assert function["FunctionName"] == {"Ref": "LambdaFunctionName"}
+    assert function["MemorySize"] == {"Ref": "MemorySize"}
+    assert function["Timeout"] == {"Fn::FindInMap": ["Timeouts", {"Ref": "TimeoutInMillis"}, "LambdaTimeoutSeconds"]}
+    assert _resource(template, "APIHandlerLogGroup")["LogGroupName"] == {
+        "Fn::Sub": "/aws/lambda/${LambdaFunctionName}"
+    }
+    assert template["Resources"]["APIHandler"]["DependsOn"] == ["APIHandlerLogGroup"]
+    environment = _environment(template)
+    assert environment["DATABASE_LABEL"] == {"Ref": "PrometheusDatabaseLabel"}
+    assert environment["TABLE_LABEL"] == {"Ref": "PrometheusTableLabel"}
+    assert environment["WRITE_BUDGET_SECONDS"] == {
+        "Fn::FindInMap": ["Timeouts", {"Ref": "TimeoutInMillis"}, "WriteBudgetSeconds"]
+    }
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_timeout_in_millis_converts_to_whole_seconds_for_every_allowed_value(
+    templates: dict[str, dict[str, Any]], variant: str
+) -> None:
+    template = templates[variant]
+    allowed = template["Parameters"]["TimeoutInMillis"]["AllowedValues"]
+    mapping = template["Mappings"]["Timeouts"]
+    assert set(mapping) == set(allowed)
+    for millis in allowed:
+        seconds = int(mapping[millis]["LambdaTimeoutSeconds"])
+        budget = float(mapping[millis]["WriteBudgetSeconds"])
+        assert seconds * 1000 == int(millis)
+        # API Gateway gives up after 29 s; the write budget leaves the function time to answer.
+        assert seconds <= 29 and budget <= seconds - 3, millis
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_environment_is_valid_for_the_connector(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    """Every variable is one chalicelib.config reads, and the values load for every allowed timeout."""
+    template = templates[variant]
+    config_source = (ROOT / "chalicelib" / "config.py").read_text()
+    environment = _environment(template)
+    for name in environment:
+        assert f'"{name}"' in config_source, f"{name} is not read by chalicelib/config.py"
+    values = _defaults(template)
+    timeouts = template.get("Parameters", {}).get("TimeoutInMillis", {}).get("AllowedValues", [None])
+    for millis in timeouts:
+        if millis is not None:
+            values["TimeoutInMillis"] = millis
+        resolved = {name: str(_resolve(value, template, values)) for name, value in environment.items()}
+        try:
+            settings = load_settings(resolved)
+        except ConfigError as error:
+            pytest.fail(f"{variant} with TimeoutInMillis={millis}: {error}")
+        timeout = int(_resolve(_resource(template, "APIHandler")["Timeout"], template, values))
+        assert settings.write_budget_seconds < timeout
+        assert settings.auth_mode == ("iam" if variant.endswith("-iam") else "basic")
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_stage_and_throttling_parameters_are_wired(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    template = templates[variant]
+    api = _resource(template, "RestAPI")
+    assert api["StageName"] == {"Ref": "APIGatewayStageName"}
+    settings = {(s["ResourcePath"], s["HttpMethod"]): s for s in api["MethodSettings"]}
+    for route, kind in (("/write", "Write"), ("/read", "Read")):
+        setting = settings[("/~1" + route[1:], "POST")]
+        assert setting["ThrottlingBurstLimit"] == {"Ref": f"{kind}ThrottlingBurstLimit"}
+        assert setting["ThrottlingRateLimit"] == {"Ref": f"{kind}ThrottlingRateLimit"}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_method_settings_name_existing_routes(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    """API Gateway refuses a stage whose method settings name a route the API lacks."""
+    template = templates[variant]
+    operations = {(path, method.upper()) for path, method, _ in _operations(template)}
+    assert {(path, method.upper()) for path, method in ROUTES.items()} <= operations
+    for setting in _resource(template, "RestAPI")["MethodSettings"]:
+        path = setting["ResourcePath"].replace("~1", "/").replace("//", "/")
+        assert (path, setting["HttpMethod"]) in operations, setting
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_iam_name_parameters_are_wired(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    template = templates[variant]
+    role = _resource(template, "ApiHandlerRole")
+    assert role["RoleName"] == {"Ref": "RoleName"}
+    assert [policy["PolicyName"] for policy in role["Policies"]] == [{"Ref": "ExecutionPolicyName"}]
+    assert _resource(template, "TimestreamPolicy")["ManagedPolicyName"] == {"Ref": "TimestreamPolicyName"}
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_outputs_give_the_urls_and_labels(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    outputs = templates[variant]["Outputs"]
+    assert REQUIRED_OUTPUTS <= set(outputs)
+    for route in ROUTES:
+        assert outputs[f"Invoke{route[1:].title()}URL"]["Value"] == {
+            "Fn::Sub": URL_PREFIX + "${APIGatewayStageName}" + route
+        }
+    assert outputs["EndpointURL"]["Value"] == {"Fn::Sub": URL_PREFIX + "${APIGatewayStageName}/"}
+    assert outputs["PrometheusDatabaseLabel"]["Value"] == {"Ref": "PrometheusDatabaseLabel"}
+    assert outputs["PrometheusTableLabel"]["Value"] == {"Ref": "PrometheusTableLabel"}
+
+
+# --- API: binary bodies and authorization -----------------------------------------------------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_api_passes_protobuf_bytes_both_ways(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    template = templates[variant]
+    # "*/*": API Gateway decodes base64 responses without an Accept header (Prometheus remote
+    # read sends none); chalice only base64-encodes the types in app.api.binary_types, so its
+    # text responses stay text.
+    assert set(_swagger(template)["x-amazon-apigateway-binary-media-types"]) == {"application/x-protobuf", "*/*"}
+    for path, method in ROUTES.items():
+        operation = _swagger(template)["paths"][path][method]
+        assert operation["consumes"] == ["application/x-protobuf"], path
+        integration = operation["x-amazon-apigateway-integration"]
+        assert integration["type"] == "aws_proxy" and integration["contentHandling"] == "CONVERT_TO_TEXT"
+    assert "MinimumCompressionSize" not in _resource(template, "RestAPI")  # bodies pass untouched
+
+
+@pytest.mark.parametrize("variant", ("simple", "advanced"))
+def test_basic_variants_leave_authorization_to_the_function(
+    templates: dict[str, dict[str, Any]], variant: str
+) -> None:
+    template = templates[variant]
+    assert _environment(template)["AUTH_MODE"] == "basic"
+    assert "securityDefinitions" not in _swagger(template)
+    assert all("security" not in operation for _, _, operation in _operations(template))
+    # The function signs with the caller's keys: its role gets no Timestream permission, and the
+    # Timestream policy is left for the user whose keys Prometheus sends.
+    policy = _resource(template, "TimestreamPolicy")
+    assert not {"Roles", "Users", "Groups"} & set(policy)
+    role_actions = {
+        action
+        for policy in _resource(template, "ApiHandlerRole")["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in _as_list(statement["Action"])
+    }
+    assert role_actions == {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def test_iam_variant_signs_every_route_and_writes_with_the_role(templates: dict[str, dict[str, Any]]) -> None:
+    template = templates["advanced-iam"]
+    assert _environment(template)["AUTH_MODE"] == "iam"
+    assert _swagger(template)["securityDefinitions"] == {
+        "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header", "x-amazon-apigateway-authtype": "awsSigv4"}
+    }
+    operations = list(_operations(template))
+    assert len(operations) >= len(ROUTES)
+    for path, method, operation in operations:
+        assert operation.get("security") == [{"sigv4": []}], f"{method.upper()} {path} is not signed"
+        assert "x-amazon-apigateway-integration" in operation, f"{method.upper()} {path} has no integration"
+    assert _resource(template, "TimestreamPolicy")["Roles"] == [{"Ref": "ApiHandlerRole"}]
+    invoke = _resource(template, "InvokePolicy")["PolicyDocument"]["Statement"]
+    assert [statement["Action"] for statement in invoke] == [["execute-api:Invoke"]]
+    resources = [item["Fn::Sub"] for item in invoke[0]["Resource"]]
+    assert sorted(resources) == sorted(
+        "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${RestAPI}/${APIGatewayStageName}/"
+        f"{method.upper()}{path}"
+        for path, method in ROUTES.items()
+    )
+    assert "InvokePolicyArn" in template["Outputs"]
+
+
+# --- IAM policies ------------------------------------------------------------------------------
+
+def _chalice_config() -> dict[str, Any]:
+    return json.loads((ROOT / ".chalice" / "config.json").read_text())
+
+
+def _all_policies(templates: dict[str, dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for variant, template in templates.items():
+        for name, document in _policy_documents(template):
+            yield f"{variant}: {name}", document
+    for stage, settings in _chalice_config()["stages"].items():
+        if "iam_policy_file" in settings:
+            path = ROOT / ".chalice" / settings["iam_policy_file"]
+            yield f"chalice stage {stage}: {path.name}", json.loads(path.read_text())
+
+
+def test_policies_grant_no_wildcard_action(templates: dict[str, dict[str, Any]]) -> None:
+    checked = 0
+    for where, document in _all_policies(templates):
+        for statement in document["Statement"]:
+            checked += 1
+            assert statement["Effect"] == "Allow", where
+            assert not {"NotAction", "NotResource", "NotPrincipal"} & set(statement), where
+            actions = _as_list(statement["Action"])
+            assert all("*" not in action and "?" not in action for action in actions), (where, actions)
+            assert set(actions) <= ALLOWED_ACTIONS, (where, actions)
+            resources = _as_list(statement["Resource"])
+            if "*" in resources:  # only endpoint discovery has no resource to scope it to
+                assert actions == ["timestream:DescribeEndpoints"] and resources == ["*"], where
+            if any(action.startswith("logs:") for action in actions):
+                text = json.dumps(resources)
+                assert "APIHandlerLogGroup" in text or "/aws/lambda/prometheus-timestream-" in text, where
+            if "timestream:WriteRecords" in actions:
+                assert "/table/" in json.dumps(resources), where
+    assert checked >= 10
+
+
+def test_roles_trust_only_lambda(templates: dict[str, dict[str, Any]]) -> None:
+    for variant, template in templates.items():
+        roles = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+        assert len(roles) == 1, variant
+        principals = [s["Principal"] for s in roles[0]["AssumeRolePolicyDocument"]["Statement"]]
+        assert principals == [{"Service": "lambda.amazonaws.com"}], variant
+
+
+def test_chalice_config_stages() -> None:
+    config = _chalice_config()
+    assert config["app_name"] == "prometheus-timestream"
+    assert config["autogen_policy"] is False
+    stages = config["stages"]
+    # tests and `make run` pass settings through the process environment
+    assert "environment_variables" not in stages["local"]
+    for name in ("dev", "prod"):
+        stage = stages[name]
+        assert (ROOT / ".chalice" / stage["iam_policy_file"]).is_file(), name
+        policy = (ROOT / ".chalice" / stage["iam_policy_file"]).read_text()
+        assert f"/aws/lambda/prometheus-timestream-{name}" in policy, name
+        settings = load_settings(stage["environment_variables"])
+        assert settings.write_budget_seconds + 3 <= stage["lambda_timeout"] <= 29, name
+
+
+# --- the zip -----------------------------------------------------------------------------------
+
+def test_zip_holds_the_app_and_nothing_else_of_the_project(bundle: zipfile.ZipFile) -> None:
+    names = set(bundle.namelist())
+    assert "app.py" in names
+    sources = {path.relative_to(ROOT).as_posix() for path in (ROOT / "chalicelib").rglob("*.py")}
+    assert sources and sources <= names, sorted(sources - names)
+    project_only = ("tests/", "bench/", "scripts/", "proto/", "docs/", "templates/", ".chalice/", ".venv/", "dist/")
+    assert not [name for name in names if name.startswith(project_only)]
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+
+
+def test_zip_holds_every_runtime_requirement_at_its_pinned_version(bundle: zipfile.ZipFile) -> None:
+    installed = {
+        canonicalize_name(match.group(1)): match.group(2)
+        for name in bundle.namelist()
+        if (match := re.match(r"([^/]+)-([^-/]+)\.dist-info/METADATA$", name))
+    }
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        requirement = line.split("#")[0].strip()
+        if not requirement:
+            continue
+        name, _, version = requirement.partition("==")
+        assert installed.get(canonicalize_name(name)) == version, f"{requirement} missing from the zip"
+
+
+def test_compiled_dependencies_are_linux_x86_64_builds_for_the_runtime(
+    bundle: zipfile.ZipFile, templates: dict[str, dict[str, Any]]
+) -> None:
+    runtime = _resource(templates["simple"], "APIHandler")["Runtime"]
+    assert runtime in RUNTIME_GLIBC, f"add the glibc of the {runtime} runtime to RUNTIME_GLIBC"
+    max_glibc = RUNTIME_GLIBC[runtime]
+    cpython = "cpython-" + runtime.removeprefix("python").replace(".", "")
+    libraries = [name for name in bundle.namelist() if name.endswith(".so") or ".so." in name]
+    # The two compiled dependencies chalice has been seen to drop without failing.
+    assert any(re.fullmatch(r"cramjam/cramjam\..+\.so", name) for name in libraries), libraries
+    assert any(re.fullmatch(r"google/_upb/_message\..+\.so", name) for name in libraries), libraries
+    for name in libraries:
+        header = bundle.open(name).read(20)
+        assert header[:4] == b"\x7fELF" and header[4] == 2, f"{name} is not a 64-bit ELF"
+        (machine,) = struct.unpack_from("<H" if header[5] == 1 else ">H", header, 18)
+        assert machine == ELF_X86_64, f"{name} is built for ELF machine {machine}, not x86_64"
+        abi = re.search(r"\.(cpython-[^.]+|abi3)\.so", name)
+        if abi and abi.group(1) != "abi3":
+            assert abi.group(1) == f"{cpython}-x86_64-linux-gnu", name
+    for name in bundle.namelist():
+        if not name.endswith(".dist-info/WHEEL"):
+            continue
+        wheel = bundle.read(name).decode()
+        if "Root-Is-Purelib: true" in wheel:
+            continue
+        tags = re.findall(r"^Tag: (\S+)$", wheel, re.MULTILINE)
+        assert tags, name
+        for tag in tags:
+            _python, abi_tag, platforms = tag.split("-")
+            assert abi_tag in ("abi3", cpython.replace("cpython-", "cp")), (name, tag)
+            for platform in platforms.split("."):
+                glibc = _glibc_of(platform)
+                assert glibc is not None and glibc <= max_glibc, (
+                    f"{name}: {platform} does not run on {runtime} (glibc {max_glibc})"
+                )
+
+
+def test_zip_holds_no_dev_tooling(bundle: zipfile.ZipFile) -> None:
+    names = set(bundle.namelist())
+    runtime = _runtime_distributions()
+    offenders = []
+    for distribution in metadata.distributions():
+        name = canonicalize_name(distribution.metadata["Name"])
+        if name in runtime:
+            continue
+        for file in distribution.files or []:
+            path = file.as_posix()
+            if path in names and path not in CHALICE_RUNTIME:
+                offenders.append(f"{name}: {path}")
+    assert not offenders, offenders[:20]
+    assert {name for name in names if name.startswith("chalice/")} == CHALICE_RUNTIME
+    tools = ("pytest", "_pytest", "moto", "hypothesis", "click", "grpc_tools", "cfnlint", "ruff", "requests")
+    assert not [name for name in names if name.split("/")[0] in tools]
+
+
+def test_zip_fits_lambda_limits(dist: Path, bundle: zipfile.ZipFile) -> None:
+    assert (dist / "deployment.zip").stat().st_size < 50 * 1024 * 1024  # direct upload limit
+    assert sum(info.file_size for info in bundle.infolist()) < 250 * 1024 * 1024  # unzipped limit
+
+
+# --- documentation -----------------------------------------------------------------------------
+
+def test_deploy_guide_covers_every_parameter_and_output(templates: dict[str, dict[str, Any]]) -> None:
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    names = set(templates["advanced-iam"]["Parameters"]) | set(templates["advanced-iam"]["Outputs"])
+    names -= {"APIHandlerArn", "APIHandlerName", "RestAPIId", "EndpointURL"}  # chalice's own outputs
+    missing = sorted(name for name in names if name not in guide)
+    assert not missing, f"docs/deploy.md does not mention {missing}"

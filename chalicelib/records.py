@@ -89,8 +89,6 @@ class RecordBatch:
     # samples left out, by reason
     dropped: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
-    series: int = 0
-    samples: int = 0
 
     @property
     def record_count(self) -> int:
@@ -185,6 +183,7 @@ class SeriesCache:
     def lookup(self, serialized_labels: tuple[bytes, ...]) -> MappedSeries:
         mapped = self._entries.get(serialized_labels)
         if mapped is None:
+            # First sight of this series (or the cache was cleared): route and check it.
             mapped = map_series(parse_labels(serialized_labels), self._settings)
             if len(self._entries) >= self._max_entries:
                 self._entries.clear()
@@ -209,8 +208,13 @@ def format_value(value: float) -> str:
 def build_records(
     timeseries: Iterable[Any], settings: Settings, now_ms: int, cache: SeriesCache | None = None
 ) -> RecordBatch:
-    """Turn TimeSeriesLabelBytes (labels as serialised bytes, see decode) into records."""
+    """Turn TimeSeriesLabelBytes (labels as serialised bytes, see decode) into records.
+
+    This loop runs once per series and sample of every request, so it is written for the
+    interpreter: locals instead of attribute lookups, one comparison chain for the value.
+    """
     cache = cache or SeriesCache(settings)
+    lookup = cache.lookup
     batch = RecordBatch()
     records = batch.records
     dropped = batch.dropped
@@ -221,31 +225,30 @@ def build_records(
         if settings.memory_retention_hours is not None
         else -(2**63)
     )
+    destination = append = None
     for series in timeseries:
-        batch.series += 1
         samples = series.samples
         if series.histograms:
             refused[NATIVE_HISTOGRAM] += len(series.histograms)
         if not samples:
             continue
-        batch.samples += len(samples)
-        mapped = cache.lookup(tuple(series.labels))
+        mapped = lookup(tuple(series.labels))
         if mapped.refusal is not None:
             refused[mapped.refusal] += len(samples)
             continue
-        out = records.get(mapped.destination)
-        if out is None:
-            out = records[mapped.destination] = []
-        append = out.append
+        if mapped.destination != destination:
+            destination = mapped.destination
+            append = records.setdefault(destination, []).append
         for sample in samples:
             value = sample.value
             timestamp = sample.timestamp
-            if value != value or value == _INF or value == -_INF:
+            # False for NaN (every comparison with NaN is) and for both infinities.
+            if not -_INF < value < _INF:
                 dropped[unstorable_value_reason(value)] += 1
+            elif earliest_ms <= timestamp <= latest_ms:
+                append((mapped, repr(value), str(timestamp)))
             elif timestamp > latest_ms:
                 refused[TOO_FAR_IN_FUTURE] += 1
-            elif timestamp < earliest_ms:
-                refused[OLDER_THAN_RETENTION] += 1
             else:
-                append((mapped, repr(value), str(timestamp)))
+                refused[OLDER_THAN_RETENTION] += 1
     return batch

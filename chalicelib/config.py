@@ -38,6 +38,8 @@ class Settings:
     # Whole-request deadline for writes and their retries: well inside API Gateway's 29 s.
     write_budget_seconds: float = 20.0
     client_cache_size: int = 32
+    # Remote read answers (protobuf bytes) are capped below Lambda's 6 MB response limit.
+    max_read_response_bytes: int = 4_000_000
 
 
 _AUTH_MODES = ("basic", "iam")
@@ -115,4 +117,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "WRITE_BUDGET_SECONDS", defaults.write_budget_seconds, 0.5, 28.0
         ),
         client_cache_size=_integer(env, "CLIENT_CACHE_SIZE", defaults.client_cache_size, 1, 1024),
+        # Above 4,000,000 the snappy + base64 + JSON envelope can pass Lambda's 6 MB limit.
+        max_read_response_bytes=_integer(
+            env, "MAX_READ_RESPONSE_BYTES", defaults.max_read_response_bytes, 1024, 4_000_000
+        ),
     )

@@ -68,12 +68,11 @@ class MappedSeries:
     refusal: str | None
     measure_name: str = ""
     dimensions: tuple[tuple[str, str], ...] = ()
-    dimension_set: frozenset[tuple[str, str]] = field(init=False)
-    # Owned by write_body: this series' JSON, rendered once per process rather than per sample.
-    rendered: dict[Any, str] = field(init=False, repr=False, default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.dimension_set = frozenset(self.dimensions)
+    # Owned by write_body: (shared dimensions left out, this series' record JSON up to its
+    # value). One slot, not a dict: a series meets the same neighbours in every scrape, and the
+    # cache holds tens of thousands of these. One tuple, replaced whole, so concurrent requests
+    # never see a prefix paired with the wrong set.
+    rendered: tuple[frozenset[tuple[str, str]], str] | None = field(default=None, repr=False)
 
 
 # One record per sample: (series, value as text, time in ms as text). Plain tuples keep the
@@ -179,6 +178,9 @@ class SeriesCache:
         self._settings = settings
         self._max_entries = max_entries
         self._entries: dict[tuple[bytes, ...], MappedSeries] = {}
+        # One shared object per distinct (name, value): most pairs (job, env, cluster...) repeat
+        # across thousands of series, and these objects stay in memory as long as the cache.
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
 
     def lookup(self, serialized_labels: tuple[bytes, ...]) -> MappedSeries:
         mapped = self._entries.get(serialized_labels)
@@ -187,6 +189,9 @@ class SeriesCache:
             mapped = map_series(parse_labels(serialized_labels), self._settings)
             if len(self._entries) >= self._max_entries:
                 self._entries.clear()
+                self._pairs.clear()
+            pairs = self._pairs
+            mapped.dimensions = tuple([pairs.setdefault(pair, pair) for pair in mapped.dimensions])
             self._entries[serialized_labels] = mapped
         return mapped
 

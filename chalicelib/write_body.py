@@ -27,13 +27,13 @@ def _dimension_json(name: str, value: str) -> str:
 def shared_dimensions(records: list[Record]) -> tuple[tuple[str, str], ...]:
     """The (name, value) pairs every record has, in the first record's order."""
     first = records[0][0]
-    shared = set(first.dimension_set)
+    shared = set(first.dimensions)
     previous = first
     for series, _, _ in records:
         # Consecutive records usually share a series; skip the set work for those.
         if series is not previous:
             previous = series
-            shared &= series.dimension_set
+            shared.intersection_update(series.dimensions)
             if not shared:
                 return ()
     return tuple(pair for pair in first.dimensions if pair in shared)
@@ -55,14 +55,12 @@ def write_records_body(database: str, table: str, records: list[Record]) -> byte
     parts = []
     append = parts.append
     for series, value, time in records:
-        # Prefixes are memoised on the series per set of shared dimensions, which is stable
-        # across requests for a steady scrape; a series whose neighbours change keeps a few.
-        prefix = series.rendered.get(common_set)
-        if prefix is None:
-            if len(series.rendered) >= 4:
-                series.rendered.clear()
-            prefix = series.rendered[common_set] = _record_prefix(series, common_set)
-        append(f'{prefix}{value}","Time":"{time}"}}')
+        # Prefixes are memoised on the series for the set of shared dimensions it was last
+        # sent with, which is stable across requests for a steady scrape.
+        rendered = series.rendered
+        if rendered is None or rendered[0] != common_set:
+            rendered = series.rendered = (common_set, _record_prefix(series, common_set))
+        append(f'{rendered[1]}{value}","Time":"{time}"}}')
     common_json = ",".join(_dimension_json(name, value) for name, value in common)
     common_dimensions = f'"Dimensions":[{common_json}],' if common_json else ""
     body = (

@@ -83,3 +83,17 @@ def test_any_label_value_survives_json_escaping(value):
     records = build_records(label_bytes_view(timeseries), SETTINGS, NOW).records[DEST]
     (record,) = merged(json.loads(write_records_body(*DEST, records)))
     assert record["Dimensions"]["label"][0] == value
+
+
+def test_a_series_sent_with_different_neighbours_is_rendered_right_each_time():
+    from chalicelib.records import SeriesCache
+
+    cache = SeriesCache(SETTINGS)
+    target = make_series([("__name__", "m"), ("job", "a"), ("zone", "z1")], [(1.0, NOW)])
+    same_job = make_series([("__name__", "m"), ("job", "a"), ("zone", "z2")], [(2.0, NOW)])
+    same_zone = make_series([("__name__", "m"), ("job", "b"), ("zone", "z1")], [(3.0, NOW)])
+    for neighbour in (same_job, same_zone, same_job):
+        records = build_records(label_bytes_view([target, neighbour]), SETTINGS, NOW, cache).records[DEST]
+        body = json.loads(write_records_body(*DEST, records))
+        plain = write_records_params(*DEST, records)
+        assert merged(body) == merged(plain)

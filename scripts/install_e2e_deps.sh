@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs the real remote-write senders the end-to-end tests run: Prometheus (Debian package
+# `prometheus`, 2.42 on bookworm) and vmagent (Debian package `victoria-metrics`).
+# Idempotent: when both binaries are already there it installs nothing and only prints versions.
+# Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+PROMETHEUS_BIN=${PROMETHEUS_BIN:-/usr/bin/prometheus}
+VMAGENT_BIN=${VMAGENT_BIN:-/usr/bin/vmagent}
+
+missing=()
+[ -x "$PROMETHEUS_BIN" ] || missing+=(prometheus)
+[ -x "$VMAGENT_BIN" ] || missing+=(victoria-metrics)
+
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then
+            sudo=(sudo)
+        else
+            echo "install_e2e_deps: need root to install: ${missing[*]}" >&2
+            exit 1
+        fi
+    fi
+    echo "install_e2e_deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    # --no-install-recommends keeps out the exporters and web assets the tests do not use;
+    # policy-rc.d keeps the packages' own services from starting (the tests run the binaries).
+    policy=/usr/sbin/policy-rc.d
+    created_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod +x "$policy"
+        created_policy=1
+    fi
+    status=0
+    log=$(mktemp)
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log" 2>&1 || status=$?
+    if [ "$created_policy" -eq 1 ]; then
+        "${sudo[@]}" rm -f "$policy"
+    fi
+    if [ "$status" -ne 0 ]; then
+        cat "$log" >&2
+        rm -f "$log"
+        echo "install_e2e_deps: apt-get install ${missing[*]} failed ($status)" >&2
+        exit "$status"
+    fi
+    rm -f "$log"
+fi
+
+for bin in "$PROMETHEUS_BIN" "$VMAGENT_BIN"; do
+    if [ ! -x "$bin" ]; then
+        echo "install_e2e_deps: $bin is still missing after install" >&2
+        exit 1
+    fi
+done
+
+# Debian's vmagent build prints an empty -version: fall back to the package version.
+version() {
+    local out
+    out=$("$1" "$2" 2>&1 | head -n 1 || true)
+    if [ -z "$out" ] && command -v dpkg-query >/dev/null 2>&1; then
+        out="package $3 $(dpkg-query -W -f '${Version}' "$3" 2>/dev/null || echo unknown)"
+    fi
+    echo "$out"
+}
+echo "prometheus: $(version "$PROMETHEUS_BIN" --version prometheus)"
+echo "vmagent: $(version "$VMAGENT_BIN" -version victoria-metrics)"

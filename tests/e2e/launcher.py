@@ -1,0 +1,79 @@
+"""Starts the pieces of one end-to-end run and stops them all, in reverse order, on close().
+
+Usable at any fixture scope: a module-scoped fixture that runs one Prometheus for several tests
+and a function-scoped one share the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from .fault_proxy import FaultProxy
+from .senders import Exporter, Prometheus, VMAgent
+from .stack import AccessKey, Connector, MotoTimestream
+
+
+class Launcher:
+    def __init__(self, workdir: Path, moto: MotoTimestream, aws_key: AccessKey) -> None:
+        self.workdir = workdir
+        self.moto = moto
+        self.aws_key = aws_key
+        self._stops: list[Callable[[], None]] = []
+
+    def close(self) -> None:
+        while self._stops:
+            stop = self._stops.pop()
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                pass
+
+    def proxy(self, upstream: str, **kwargs: object) -> FaultProxy:
+        proxy = FaultProxy(upstream, **kwargs)
+        proxy.start()
+        self._stops.append(proxy.stop)
+        return proxy
+
+    def timestream_proxy(self, denied: tuple[AccessKey, ...] = ()) -> FaultProxy:
+        """A Timestream front door for moto: checks signatures, merges CommonAttributes, injects
+        faults. `aws_key` is accepted; keys in `denied` sign correctly but are not authorized."""
+        credentials = {self.aws_key.access_key_id: self.aws_key.secret_access_key}
+        credentials.update({key.access_key_id: key.secret_access_key for key in denied})
+        return self.proxy(
+            self.moto.url,
+            timestream_compat=True,
+            credentials=credentials,
+            denied_keys=tuple(key.access_key_id for key in denied),
+            keep_bodies=False,
+        )
+
+    def connector(self, timestream_url: str, name: str = "connector", **env: str) -> Connector:
+        connector = Connector(self.workdir, timestream_url, name=name, **env)
+        self._stops.append(connector.proc.kill)
+        return connector.start()
+
+    def exporter(self) -> Exporter:
+        exporter = Exporter().start()
+        self._stops.append(exporter.stop)
+        return exporter
+
+    def prometheus(self, name: str = "prometheus") -> Prometheus:
+        """A Prometheus with a port and workdir; write_config() then start() it."""
+        prometheus = Prometheus(self.workdir, name=name)
+        self._stops.append(prometheus.kill)
+        return prometheus
+
+    def vmagent(self, remote_write_url: str, labels: dict[str, str]) -> VMAgent:
+        agent = VMAgent(
+            self.workdir,
+            remote_write_url,
+            self.aws_key.access_key_id,
+            self.aws_key.secret_access_key,
+            labels,
+        )
+        self._stops.append(agent.kill)
+        return agent.start()
+
+    def basic_auth(self) -> dict[str, str]:
+        return {"username": self.aws_key.access_key_id, "password": self.aws_key.secret_access_key}

@@ -1,7 +1,8 @@
-"""Timestream clients, created once per credential and reused.
+"""Timestream clients and write senders, created once per credential and reused.
 
 Creating a botocore client costs ~90 ms (model loading, endpoint resolution), far more than a
-typical write, so clients are cached per (service, credential) in a bounded LRU. One botocore
+typical write, so clients are cached per (service, credential) in a bounded LRU, and the write
+path's sender (transport.py) creates one only when it has an error to parse. One botocore
 session is shared so service models are loaded once per process.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 from chalicelib.auth import AccessKey
 from chalicelib.config import Settings
 from chalicelib.errors import ConnectorError
-from chalicelib.transport import EndpointCache, WriteRecordsSender
+from chalicelib.transport import EndpointCache, HttpClient, WriteRecordsSender
 
 WRITE_SERVICE = "timestream-write"
 QUERY_SERVICE = "timestream-query"
@@ -37,8 +38,7 @@ class ClientCache:
         self._lock = threading.Lock()
         self._session: Any = None
         # Shared by every credential's sender: connections are per endpoint, not per key.
-        self._write_endpoints = EndpointCache(settings.write_endpoint)
-        self._pools: Any = None
+        self._http = HttpClient(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)
 
     def get(self, service: str, credentials: AccessKey | None) -> Any:
         """A client for `service` signing with `credentials` (None: the function's own role)."""
@@ -63,40 +63,40 @@ class ClientCache:
         return client
 
     def _create_sender(self, credentials: AccessKey | None) -> WriteRecordsSender:
-        import urllib3
-        from botocore.credentials import Credentials
-        from botocore.httpsession import get_cert_path
-
-        client = self.get(WRITE_SERVICE, credentials)
-        with self._lock:
-            if self._pools is None:
-                self._pools = urllib3.PoolManager(
-                    maxsize=max(10, self._settings.write_concurrency),
-                    timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS),
-                    ca_certs=get_cert_path(True),
-                )
-            session = self._session
+        if self._settings.region is None:
+            raise ConnectorError("no AWS region configured: set AWS_REGION")
         if credentials is not None:
+            from botocore.credentials import Credentials
+
             signing_credentials = Credentials(credentials.access_key_id, credentials.secret_access_key)
         else:
-            signing_credentials = session.get_credentials()
+            signing_credentials = self._botocore_session().get_credentials()
             if signing_credentials is None:
                 raise ConnectorError("AUTH_MODE=iam but the function has no AWS credentials")
         return WriteRecordsSender(
-            client, signing_credentials, client.meta.region_name, self._write_endpoints, self._pools
+            signing_credentials,
+            self._settings.region,
+            # Per credential: discovery answers with the cell of the key's account.
+            EndpointCache(self._settings.write_endpoint),
+            self._http,
+            lambda: self.get(WRITE_SERVICE, credentials),
         )
 
-    def _create(self, service: str, credentials: AccessKey | None) -> Any:
-        # botocore is imported here, not at module import, to keep cold start short for
-        # requests that never reach AWS (bad input, bad credentials).
+    def _botocore_session(self) -> Any:
+        # botocore.session is imported here, not at module import: the write path's happy
+        # path never needs it in basic mode (see transport.py).
         import botocore.session
-        from botocore.config import Config
-        from botocore.exceptions import NoRegionError
 
         with self._lock:
             if self._session is None:
                 self._session = botocore.session.get_session()
-            session = self._session
+            return self._session
+
+    def _create(self, service: str, credentials: AccessKey | None) -> Any:
+        from botocore.config import Config
+        from botocore.exceptions import NoRegionError
+
+        session = self._botocore_session()
         settings = self._settings
         endpoint = settings.write_endpoint if service == WRITE_SERVICE else settings.query_endpoint
         config = Config(

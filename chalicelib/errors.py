@@ -53,3 +53,19 @@ class ServiceUnavailable(ConnectorError):
     which is safe because Timestream accepts an identical rewrite."""
 
     status = 503
+
+
+# AWS error codes, shared by the write and read paths: which refusals a retry can fix, and which
+# mean the credentials or the permissions are wrong.
+TRANSIENT_AWS_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
+     "InternalServerException", "ServiceUnavailable", "ServiceUnavailableException",
+     "RequestTimeout", "RequestTimeoutException",
+     # A discovered endpoint that moved: the next attempt discovers again.
+     "InvalidEndpointException"}
+)
+FORBIDDEN_AWS_CODES = frozenset(
+    {"AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
+     "SignatureDoesNotMatch", "ExpiredTokenException", "InvalidClientTokenId",
+     "MissingAuthenticationTokenException", "IncompleteSignature"}
+)

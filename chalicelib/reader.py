@@ -48,6 +48,8 @@ from typing import Any
 
 from chalicelib.config import Settings
 from chalicelib.errors import (
+    FORBIDDEN_AWS_CODES,
+    TRANSIENT_AWS_CODES,
     BadRequest,
     ConnectorError,
     Forbidden,
@@ -891,18 +893,8 @@ class ColumnsCache:
 # --------------------------------------------------------------------------------------------
 # Calling Timestream
 
-_TRANSIENT_CODES = frozenset(
-    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
-     "InternalServerException", "ServiceUnavailable", "ServiceUnavailableException",
-     "RequestTimeout", "RequestTimeoutException", "InvalidEndpointException",
-     # A query cancelled under us: running it again can succeed.
-     "ConflictException"}
-)
-_FORBIDDEN_CODES = frozenset(
-    {"AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
-     "SignatureDoesNotMatch", "ExpiredTokenException", "InvalidClientTokenId",
-     "MissingAuthenticationTokenException", "IncompleteSignature"}
-)
+# A query cancelled under us: running it again can succeed.
+_TRANSIENT_CODES = TRANSIENT_AWS_CODES | {"ConflictException"}
 # Timestream answers a query on a missing database or table with a ValidationException such as
 # "Requested database 'abc' not found for identifier 'abc.tbl' at line 1:15".
 _MISSING_RESOURCE = re.compile(
@@ -938,7 +930,7 @@ def map_aws_error(error: Exception, database: str = "", table: str = "") -> Conn
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0
         if code in _TRANSIENT_CODES or status >= 500:
             return ServiceUnavailable(f"Timestream is busy or unavailable, retry later ({code}: {message})")
-        if code in _FORBIDDEN_CODES or status == 403:
+        if code in FORBIDDEN_AWS_CODES or status == 403:
             return Forbidden(f"AWS refused the credentials or the action on {where} ({code})")
         if code == "ResourceNotFoundException" or status == 404 or (
             code == "ValidationException" and _MISSING_RESOURCE.search(message)

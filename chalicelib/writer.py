@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.errors import FORBIDDEN_AWS_CODES, TRANSIENT_AWS_CODES
 from chalicelib.records import Record, RecordBatch
 from chalicelib.router import Destination
 from chalicelib.write_body import send_fast
@@ -32,15 +33,6 @@ NOT_FOUND = "not_found"
 FORBIDDEN = "forbidden"
 INVALID = "invalid"
 
-_TRANSIENT_CODES = frozenset(
-    {"ThrottlingException", "InternalServerException", "ServiceUnavailable",
-     "ServiceUnavailableException", "RequestTimeout", "RequestTimeoutException"}
-)
-_FORBIDDEN_CODES = frozenset(
-    {"AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
-     "SignatureDoesNotMatch", "ExpiredTokenException", "InvalidClientTokenId",
-     "MissingAuthenticationTokenException", "IncompleteSignature"}
-)
 _BACKOFF_BASE_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 2.0
 
@@ -150,9 +142,9 @@ def classify_error(error: Exception) -> tuple[str, str]:
         code = details.get("Code", "")
         message = details.get("Message", "") or code
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in _TRANSIENT_CODES or status >= 500:
+        if code in TRANSIENT_AWS_CODES or status >= 500:
             return TRANSIENT, f"{code}: {message}"
-        if code in _FORBIDDEN_CODES or status == 403:
+        if code in FORBIDDEN_AWS_CODES or status == 403:
             return FORBIDDEN, f"{code}: {message}"
         if code == "ResourceNotFoundException" or status == 404:
             return NOT_FOUND, f"{code}: {message}"

@@ -39,3 +39,11 @@ def test_values_are_read_from_the_environment():
 def test_invalid_values_fail_at_start_up_naming_the_variable(env, variable):
     with pytest.raises(ConfigError, match=variable):
         load_settings(env)
+
+
+def test_read_response_cap_defaults_below_lambdas_limit_and_is_read_from_the_environment():
+    assert load_settings({}).max_read_response_bytes == 4_000_000
+    assert load_settings({"MAX_READ_RESPONSE_BYTES": "65536"}).max_read_response_bytes == 65536
+    for bad in ("lots", "1023", "4000001"):
+        with pytest.raises(ConfigError, match="MAX_READ_RESPONSE_BYTES"):
+            load_settings({"MAX_READ_RESPONSE_BYTES": bad})

@@ -2,7 +2,8 @@
 
 sqlite plays Timestream: the table has Timestream's columns (time, measure_name,
 "measure_value::double", one VARCHAR column per dimension ever written, NULL where a series lacks
-that label) and the reader's SQL runs on it verbatim. The only translation, kept here on purpose:
+that label) and the reader's SQL runs on it verbatim. The only translation is the local
+Timestream's (scripts/timestream_emulator.py), imported so there is one implementation:
 
 * time is stored as integer milliseconds, so `from_milliseconds(ms)` is the identity;
 * `regexp_like(value, pattern)` is Python's `re.search`, with the pattern's `\\z` (Java: end of
@@ -12,9 +13,10 @@ The expected answer is computed from the same data with Prometheus semantics in 
 label = "", regexes fully anchored), for hypothesis-generated data and matchers.
 """
 
-import datetime
 import re
 import sqlite3
+import sys
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +24,9 @@ from hypothesis import strategies as st
 from chalicelib.config import Settings
 from chalicelib.prompb import prometheus_remote_pb2 as pb
 from chalicelib.reader import ColumnsCache, read
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from timestream_emulator import regexp_like, register_functions, timestream_time  # noqa: E402
 
 SETTINGS = Settings(default_database="mydb", default_table="mytable")
 DB_LABEL = SETTINGS.database_label
@@ -34,18 +39,6 @@ VALUES = ["a", "b", "ab", "A", "k", "\u212a", "\n", "a\n", "a.b", "it's", 'q"', 
 OPS = {"=": pb.LabelMatcher.EQ, "!=": pb.LabelMatcher.NEQ, "=~": pb.LabelMatcher.RE, "!~": pb.LabelMatcher.NRE}
 
 
-def regexp_like(value, pattern):
-    if value is None or pattern is None:
-        return None
-    return re.search(pattern.replace(r"\z", r"\Z"), value) is not None
-
-
-def timestream_time(ms):
-    seconds, millis = divmod(ms, 1000)
-    day = datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return f"{day}.{millis:03d}000000"
-
-
 class SqliteTimestream:
     """A timestream-query client stand-in: runs the SQL on sqlite, answers in Timestream's
     shape (ColumnInfo, Rows of ScalarValue/NullValue), two rows a page with NextToken."""
@@ -54,8 +47,7 @@ class SqliteTimestream:
         self.dimensions = sorted({name for labels in series for name in labels if name != "__name__"})
         self.db = sqlite3.connect(":memory:")
         self.db.execute("ATTACH DATABASE ':memory:' AS mydb")
-        self.db.create_function("regexp_like", 2, regexp_like, deterministic=True)
-        self.db.create_function("from_milliseconds", 1, lambda ms: ms, deterministic=True)
+        register_functions(self.db)
         columns = "".join(f', "{name.replace(chr(34), chr(34) * 2)}" TEXT' for name in self.dimensions)
         self.db.execute(f'CREATE TABLE mydb.mytable (time INTEGER, measure_name TEXT, "measure_value::double" REAL'
                         f"{columns})")

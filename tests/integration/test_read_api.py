@@ -1,0 +1,296 @@
+"""POST /read: data written with POST /write is read back through the local Timestream (moto with
+the emulator's Query patch), through chalice.test.Client and over real HTTP under `chalice local`.
+
+Every request is sent without an Accept header, as Prometheus sends it.
+"""
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+import snappy
+from chalice.test import Client
+
+from chalicelib.prompb import prometheus_remote_pb2 as pb
+from tests.helpers import basic_auth, encode, now_ms, write_headers, write_request
+from tests.integration.conftest import ROOT, free_port
+
+PROTOBUF = "application/x-protobuf"
+DB, TABLE = "prometheusDatabaseLabel", "prometheusTableLabel"
+OPS = {"=": pb.LabelMatcher.EQ, "!=": pb.LabelMatcher.NEQ, "=~": pb.LabelMatcher.RE, "!~": pb.LabelMatcher.NRE}
+
+
+def read_request(*queries):
+    """queries: (start_ms, end_ms, [(name, op, value), ...])."""
+    request = pb.ReadRequest()
+    for start, end, matchers in queries:
+        query = request.queries.add(start_timestamp_ms=start, end_timestamp_ms=end)
+        for name, op, value in matchers:
+            query.matchers.add(type=OPS[op], name=name, value=value)
+    return snappy.compress(request.SerializeToString())
+
+
+def read_headers(**overrides):
+    """What Prometheus 2.42 sends on remote read: no Accept header."""
+    headers = {
+        "Content-Type": PROTOBUF,
+        "Content-Encoding": "snappy",
+        "X-Prometheus-Remote-Read-Version": "0.1.0",
+        "User-Agent": "Prometheus/2.42.0",
+        "Authorization": basic_auth(),
+    }
+    headers.update(overrides)
+    return {name: value for name, value in headers.items() if value is not None}
+
+
+def decode(body):
+    response = pb.ReadResponse()
+    response.ParseFromString(snappy.uncompress(body))
+    return [
+        {tuple((label.name, label.value) for label in series.labels): [(s.timestamp, s.value) for s in series.samples]
+         for series in result.timeseries}
+        for result in response.results
+    ]
+
+
+def post_write(http, series):
+    response = http.post("/write", headers=write_headers(), body=encode(write_request(series)))
+    assert response.status_code == 204, response.body
+
+
+def post_read(http, *queries, **headers):
+    return http.post("/read", headers=read_headers(**headers), body=read_request(*queries))
+
+
+def read_ok(http, *queries):
+    response = post_read(http, *queries)
+    assert response.status_code == 200, response.body
+    return decode(response.body)
+
+
+def labels(name, **pairs):
+    return tuple(sorted([("__name__", name), *pairs.items()]))
+
+
+@pytest.fixture
+def t0():
+    return now_ms() - 600_000
+
+
+# -- what is read is what was written ------------------------------------------------------------
+
+def test_written_samples_read_back_exactly_sorted_and_in_time_order(http, timestream, t0):
+    values = [0.1 + 0.2, 5e-324, -1.7976931348623157e308, 123456789.12345679, 1e-300]
+    web1 = [("__name__", "up"), ("job", "web"), ("instance", "web1")]
+    # Later samples first, in a separate request: the answer must still be in time order.
+    post_write(http, [(web1, [(values[i], t0 + i * 1000) for i in (3, 4)])])
+    post_write(http, [(web1, [(values[i], t0 + i * 1000) for i in (0, 1, 2)]),
+                      ([("__name__", "up"), ("job", "web"), ("instance", "web2")], [(1.0, t0)]),
+                      ([("__name__", "cpu"), ("job", "web"), ("instance", "web1")], [(2.0, t0)])])
+
+    (result,) = read_ok(http, (t0, t0 + 4000, [("__name__", "=", "up")]))
+
+    assert list(result) == [labels("up", instance="web1", job="web"), labels("up", instance="web2", job="web")]
+    assert result[labels("up", instance="web1", job="web")] == [(t0 + i * 1000, v) for i, v in enumerate(values)]
+    assert result[labels("up", instance="web2", job="web")] == [(t0, 1.0)]
+    # Bounds are inclusive to the millisecond.
+    (inner,) = read_ok(http, (t0 + 1000, t0 + 3000, [("__name__", "=", "up"), ("instance", "=", "web1")]))
+    assert [t for t, _ in inner[labels("up", instance="web1", job="web")]] == [t0 + 1000, t0 + 2000, t0 + 3000]
+
+
+def test_response_is_snappy_protobuf_with_its_headers_though_no_accept_was_sent(http, timestream, t0):
+    post_write(http, [([("__name__", "up")], [(1.0, t0)])])
+    headers = read_headers()
+    assert "Accept" not in headers
+    response = http.post("/read", headers=headers, body=read_request((t0, t0, [("__name__", "=", "up")])))
+    assert response.status_code == 200, response.body
+    assert response.headers["Content-Type"] == PROTOBUF
+    assert response.headers["Content-Encoding"] == "snappy"
+    assert decode(response.body) == [{labels("up"): [(t0, 1.0)]}]
+
+
+def test_routing_labels_choose_the_table_and_are_echoed_on_every_series(http, timestream, t0):
+    routed = [("__name__", "node_load1"), ("job", "node"), (DB, "prometheus"), (TABLE, "nodes")]
+    post_write(http, [(routed, [(0.5, t0)]), ([("__name__", "node_load1"), ("job", "default")], [(9.0, t0)])])
+
+    (nodes,) = read_ok(http, (t0, t0, [("__name__", "=", "node_load1"), (DB, "=", "prometheus"), (TABLE, "=", "nodes")]))
+    assert nodes == {labels("node_load1", job="node", **{DB: "prometheus", TABLE: "nodes"}): [(t0, 0.5)]}
+    (default,) = read_ok(http, (t0, t0, [("__name__", "=", "node_load1")]))
+    assert default == {labels("node_load1", job="default"): [(t0, 9.0)]}
+
+
+def test_one_query_result_per_query_in_order(http, timestream, t0):
+    post_write(http, [([("__name__", "a")], [(1.0, t0)]), ([("__name__", "b")], [(2.0, t0)])])
+    results = read_ok(
+        http,
+        (t0, t0, [("__name__", "=", "b")]),
+        (t0, t0, [("__name__", "=", "nothing_here")]),
+        (t0 - 10, t0 - 1, [("__name__", "=", "a")]),
+        (t0, t0, [("__name__", "=", "a")]),
+    )
+    assert results == [{labels("b"): [(t0, 2.0)]}, {}, {}, {labels("a"): [(t0, 1.0)]}]
+
+
+def test_all_pages_of_a_long_answer_are_read(http, timestream, t0):
+    samples = [(float(i), t0 + i) for i in range(2500)]  # 2500 rows: three pages of the emulator's 1000
+    post_write(http, [([("__name__", "many")], samples)])
+    (result,) = read_ok(http, (t0, t0 + 5000, [("__name__", "=", "many")]))
+    assert result == {labels("many"): [(t, v) for v, t in samples]}
+
+
+# -- PromQL matcher semantics --------------------------------------------------------------------
+
+@pytest.fixture
+def zoned(http, timestream, t0):
+    post_write(http, [
+        ([("__name__", "m"), ("job", "a")], [(1.0, t0)]),
+        ([("__name__", "m"), ("job", "a"), ("zone", "x")], [(2.0, t0)]),
+        ([("__name__", "m"), ("job", "a"), ("zone", "y")], [(3.0, t0)]),
+    ])
+    return {None: labels("m", job="a"), "x": labels("m", job="a", zone="x"), "y": labels("m", job="a", zone="y")}
+
+
+@pytest.mark.parametrize(
+    ("matcher", "selected"),
+    [(("zone", "=", ""), [None]), (("zone", "!=", "x"), [None, "y"]), (("zone", "!=", ""), ["x", "y"]),
+     (("zone", "=~", ""), [None]), (("zone", "=~", "x|"), [None, "x"]), (("zone", "!~", "x"), [None, "y"]),
+     (("zone", "!~", ".*"), [])],
+)
+def test_an_absent_label_compares_as_the_empty_string(http, zoned, t0, matcher, selected):
+    (result,) = read_ok(http, (t0, t0, [("__name__", "=", "m"), matcher]))
+    assert sorted(result) == sorted(zoned[key] for key in selected)
+
+
+@pytest.mark.parametrize(
+    ("matcher", "everything"),
+    [(("never_stored", "=", ""), True), (("never_stored", "!=", "v"), True), (("never_stored", "=~", "v|"), True),
+     (("never_stored", "!~", ".+"), True), (("never_stored", "=", "v"), False), (("never_stored", "=~", ".+"), False)],
+)
+def test_a_matcher_on_a_label_never_stored_is_not_an_error(http, zoned, t0, matcher, everything):
+    (result,) = read_ok(http, (t0, t0, [("__name__", "=", "m"), matcher]))
+    assert sorted(result) == (sorted(zoned.values()) if everything else [])
+
+
+@pytest.mark.parametrize(
+    ("matcher", "selected"),
+    [(("instance", "=~", "web1"), ["web1"]), (("instance", "=~", "web1.*"), ["web1", "web12"]),
+     (("instance", "=~", "eb1"), []), (("instance", "!~", "web1"), ["aweb1", "web12"]),
+     (("instance", "=~", "(?i)WEB1|aweb1"), ["aweb1", "web1"]), (("instance", "=~", "web1|web12"), ["web1", "web12"])],
+)
+def test_regexes_are_fully_anchored(http, timestream, t0, matcher, selected):
+    post_write(http, [([("__name__", "r"), ("instance", name)], [(1.0, t0)]) for name in ("web1", "web12", "aweb1")])
+    (result,) = read_ok(http, (t0, t0, [("__name__", "=", "r"), matcher]))
+    assert sorted(dict(key)["instance"] for key in result) == selected
+
+
+def test_quotes_in_values_and_names_are_data_not_sql(http, timestream, t0):
+    post_write(http, [([("__name__", "q"), ("path", "it's \"quoted\"")], [(1.0, t0)]), ([("__name__", "q")], [(2.0, t0)])])
+    (result,) = read_ok(http, (t0, t0, [("__name__", "=", "q"), ("path", "=", "it's \"quoted\"")]))
+    assert result == {labels("q", path="it's \"quoted\""): [(t0, 1.0)]}
+    (result,) = read_ok(http, (t0, t0, [("__name__", "=", "q"), ("path", "=", "x' OR '1'='1")]))
+    assert result == {}
+
+
+# -- refusals ------------------------------------------------------------------------------------
+
+def test_no_destination_is_400_naming_what_is_missing(load_app, timestream, t0):
+    app = load_app(DEFAULT_DATABASE=None, DEFAULT_TABLE=None)
+    with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
+        post_write(client.http, [([("__name__", "up"), (DB, "prometheus"), (TABLE, "apps")], [(1.0, t0)])])
+        response = post_read(client.http, (t0, t0, [("__name__", "=", "up")]))
+        assert response.status_code == 400
+        assert DB in response.body.decode() and "DEFAULT_DATABASE" in response.body.decode()
+        # With the routing matchers the same query needs no default.
+        routed = read_ok(client.http, (t0, t0, [("__name__", "=", "up"), (DB, "=", "prometheus"), (TABLE, "=", "apps")]))
+        assert routed == [{labels("up", **{DB: "prometheus", TABLE: "apps"}): [(t0, 1.0)]}]
+
+
+@pytest.mark.parametrize("regex", [r"\p{Greek}", "(?m)^a$", "a("])
+def test_a_regex_timestream_cannot_run_as_re2_does_is_400(http, timestream, t0, regex):
+    response = post_read(http, (t0, t0, [("__name__", "=", "up"), ("job", "=~", regex)]))
+    assert response.status_code == 400
+    assert regex in response.body.decode()
+
+
+def test_a_missing_table_is_404(http, timestream, t0):
+    response = post_read(http, (t0, t0, [("__name__", "=", "up"), (TABLE, "=", "no_such_table")]))
+    assert response.status_code == 404
+    assert "no_such_table" in response.body.decode()
+
+
+@pytest.mark.parametrize("authorization", [None, "Basic bm9wZQ==", "Bearer token"])
+def test_missing_or_malformed_credentials_are_401_with_a_basic_challenge(http, timestream, authorization, t0):
+    response = post_read(http, (t0, t0, [("__name__", "=", "up")]), Authorization=authorization)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic ")
+
+
+def test_other_content_encoding_or_type_is_415(http, timestream, t0):
+    query = (t0, t0, [("__name__", "=", "up")])
+    gzip = post_read(http, query, **{"Content-Encoding": "gzip"})
+    assert gzip.status_code == 415 and "Content-Encoding" in gzip.body.decode()
+    assert post_read(http, query, **{"Content-Type": "application/json"}).status_code == 415
+
+
+def test_an_answer_over_the_cap_is_413_with_advice(load_app, timestream, t0):
+    app = load_app(MAX_READ_RESPONSE_BYTES="2048")
+    with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
+        post_write(client.http, [([("__name__", "big"), ("job", "x" * 40)], [(float(i), t0 + i) for i in range(300)])])
+        small = read_ok(client.http, (t0, t0 + 9, [("__name__", "=", "big")]))
+        assert len(small[0][labels("big", job="x" * 40)]) == 10
+        response = post_read(client.http, (t0, t0 + 299, [("__name__", "=", "big")]))
+    assert response.status_code == 413
+    assert "narrow" in response.body.decode()
+
+
+# -- over real HTTP: `make run` (emulator + chalice local) ---------------------------------------
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    port, emulator_port = free_port(), free_port()
+    log = (tmp_path_factory.mktemp("run") / "run.log").open("w+")
+    env = {**os.environ, "PORT": str(port), "EMULATOR_PORT": str(emulator_port)}
+    for name in ("DEFAULT_DATABASE", "DEFAULT_TABLE", "AUTH_MODE", "TIMESTREAM_WRITE_ENDPOINT",
+                 "TIMESTREAM_QUERY_ENDPOINT", "MAX_READ_RESPONSE_BYTES"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "run_local.py")],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "Connector ready" not in open(log.name).read():
+            assert process.poll() is None, open(log.name).read()
+            assert time.monotonic() < deadline, "make run did not get ready in 60 s:\n" + open(log.name).read()
+            time.sleep(0.2)
+        yield port
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def test_remote_read_over_http_without_accept_gets_snappy_protobuf_bytes(local_run):
+    port = local_run
+    ts = now_ms()
+    body = encode(write_request([([("__name__", "http_read_metric"), ("job", "e2e")], [(0.1 + 0.2, ts)])]))
+    written = requests.post(f"http://127.0.0.1:{port}/write", data=body, headers=write_headers(), timeout=30)
+    assert written.status_code == 204, written.text
+
+    # http.client sends exactly these headers (requests would add Accept: */*).
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("POST", "/read", body=read_request((ts, ts, [("__name__", "=", "http_read_metric")])),
+                           headers=read_headers())
+        response = connection.getresponse()
+        raw = response.read()
+    finally:
+        connection.close()
+    assert response.status == 200, raw[:300]
+    assert response.getheader("Content-Type") == PROTOBUF
+    assert response.getheader("Content-Encoding") == "snappy"
+    assert decode(raw) == [{labels("http_read_metric", job="e2e"): [(ts, 0.1 + 0.2)]}]

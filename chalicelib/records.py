@@ -72,7 +72,7 @@ class MappedSeries:
     # value). One slot, not a dict: a series meets the same neighbours in every scrape, and the
     # cache holds tens of thousands of these. One tuple, replaced whole, so concurrent requests
     # never see a prefix paired with the wrong set.
-    rendered: tuple[frozenset[tuple[str, str]], str] | None = field(default=None, repr=False)
+    rendered: tuple[frozenset[tuple[str, str]] | None, str] | None = field(default=None, repr=False)
 
 
 # One record per sample: (series, value as text, time in ms as text). Plain tuples keep the

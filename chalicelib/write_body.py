@@ -16,6 +16,8 @@ from typing import Any
 
 from chalicelib.records import MappedSeries, Record
 
+# Marks a series rendered once, with nothing kept (see write_records_body).
+_SEEN_ONCE: tuple[None, str] = (None, "")
 _MEASURE_VALUE_TYPE = "DOUBLE"
 _TIME_UNIT = "MILLISECONDS"
 
@@ -59,8 +61,13 @@ def write_records_body(database: str, table: str, records: list[Record]) -> byte
         # sent with, which is stable across requests for a steady scrape.
         rendered = series.rendered
         if rendered is None or rendered[0] != common_set:
-            rendered = series.rendered = (common_set, _record_prefix(series, common_set))
-        append(f'{rendered[1]}{value}","Time":"{time}"}}')
+            prefix = _record_prefix(series, common_set)
+            # Kept only from a series' second call on: a one-off request of many series (the
+            # largest use the most memory) would otherwise hold a prefix per series for nothing.
+            series.rendered = _SEEN_ONCE if rendered is None else (common_set, prefix)
+        else:
+            prefix = rendered[1]
+        append(f'{prefix}{value}","Time":"{time}"}}')
     common_json = ",".join(_dimension_json(name, value) for name, value in common)
     common_dimensions = f'"Dimensions":[{common_json}],' if common_json else ""
     body = (

@@ -97,3 +97,16 @@ def test_a_series_sent_with_different_neighbours_is_rendered_right_each_time():
         body = json.loads(write_records_body(*DEST, records))
         plain = write_records_params(*DEST, records)
         assert merged(body) == merged(plain)
+
+
+def test_a_series_keeps_its_rendered_prefix_only_from_its_second_call_on():
+    from chalicelib.records import SeriesCache
+
+    cache = SeriesCache(SETTINGS)
+    series = [make_series([("__name__", "m"), ("job", "a"), ("i", str(i))], [(1.0, NOW)]) for i in range(2)]
+    records = build_records(label_bytes_view(series), SETTINGS, NOW, cache).records[DEST]
+    first = write_records_body(*DEST, records)
+    assert all(record[0].rendered[0] is None for record in records), "nothing kept after one call"
+    second = write_records_body(*DEST, records)
+    assert all(record[0].rendered[0] is not None for record in records)
+    assert write_records_body(*DEST, records) == second == first

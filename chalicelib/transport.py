@@ -9,7 +9,7 @@ needs neither:
 - endpoint discovery: Timestream's `DescribeEndpoints`, signed the same way, cached for the
   period Timestream gives and dropped when Timestream says the endpoint has moved;
 - sending: one persistent `http.client` connection per thread and endpoint, reused across
-  requests and credentials; headers and body leave in one write (no Nagle/delayed-ACK stall);
+  requests and credentials, with TCP_NODELAY (no Nagle/delayed-ACK stall);
 - errors: parsed by botocore's JSON parser with the service model of a botocore client,
   created only when the first error arrives, and raised as that client's modeled exception,
   so callers see exactly the ClientError botocore would have raised.
@@ -22,6 +22,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import ssl
 import threading
 import time
@@ -148,6 +149,9 @@ class HttpClient:
         except OSError as error:
             raise EndpointConnectionError(endpoint_url=url, error=error) from None
         connection.sock.settimeout(self._read_timeout)
+        # http.client writes the headers and the body in two sends; without TCP_NODELAY the
+        # body's last segment can wait for the peer's delayed ACK (up to 40 ms a call).
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._connections.open[key] = connection
         return connection
 

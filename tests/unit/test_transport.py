@@ -225,3 +225,10 @@ def test_a_configured_endpoint_turns_discovery_off():
         raise AssertionError("no discovery with a configured endpoint")
 
     assert EndpointCache("http://127.0.0.1:9202/").get(discover) == "http://127.0.0.1:9202"
+
+
+def test_connections_disable_nagle_so_the_body_is_not_held_for_a_delayed_ack(server):
+    http_client = HttpClient(connect_timeout=1.0, read_timeout=2.0)
+    http_client.post(url(server) + "/", {"Content-Type": "application/x-amz-json-1.0"}, BODY)
+    (connection,) = http_client._connections.open.values()
+    assert connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

@@ -72,7 +72,9 @@ def _serve(event: str, handle: Callable[[], tuple[Response, dict[str, Any]]]) ->
         response = _text_response(error.status, error.message)
     except Exception:
         logs.logger.exception("unexpected error in /%s", event)
-        response = _text_response(500, "internal error: nothing was stored or read, see the connector's logs")
+        response = _text_response(
+            500, "internal error, see the connector's logs: the request did not complete; it can be resent"
+        )
     status = response.status_code
     logs.log_event(
         logging.INFO if status < 400 else logging.WARNING,

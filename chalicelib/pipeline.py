@@ -43,6 +43,9 @@ def handle_write(
         settings.max_decompressed_bytes,
     )
     batch = build_records(request.timeseries, settings, int(time.time() * 1000), series_cache)
+    # The records own everything they need: free the parsed request (tens of MB for the largest)
+    # before the calls to Timestream start.
+    del request
     if batch.record_count == 0:
         return WriteResult(dropped=batch.dropped, refused=batch.refused)
     return writer.write(clients.write_sender(credentials), batch)

@@ -86,12 +86,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def cpu_seconds(pid: int) -> float:
-    """user+sys CPU of a whole process (every thread, including exited ones) from /proc."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, sys) CPU of a whole process (every thread, including exited ones) from /proc."""
     with open(f"/proc/{pid}/stat") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    """user+sys CPU of a whole process (every thread, including exited ones) from /proc."""
+    return sum(cpu_times(pid))
 
 
 def children_of(pid: int) -> list[int]:
@@ -279,6 +284,8 @@ class PassResult:
     samples: int
     cpu_seconds: float
     wall_seconds: list[float]
+    # The kernel's share (loopback TCP on both ends of the connection is charged to the sender).
+    sys_seconds: float = 0.0
 
     @property
     def us_per_sample(self) -> float:
@@ -288,10 +295,11 @@ class PassResult:
 def measure_pass(server: Server, url: str, session: requests.Session, bodies: list[bytes],
                  samples: int, what: str) -> PassResult:
     server.check_alive()
-    before = cpu_seconds(server.pid)
+    user_before, sys_before = cpu_times(server.pid)
     walls = [post(session, url, body, what) for body in bodies]
-    after = cpu_seconds(server.pid)
-    return PassResult(samples, after - before, walls)
+    user_after, sys_after = cpu_times(server.pid)
+    user, system = user_after - user_before, sys_after - sys_before
+    return PassResult(samples, user + system, walls, system)
 
 
 def summary(passes: list[PassResult]) -> dict:
@@ -552,6 +560,9 @@ def main() -> int:
                          f"{c['us_per_sample']:.1f} us ({spread})", "<= Prometheus (skipped)", "-"))
         rows.append(("   connector per 2000-sample request: CPU / wall (median)",
                      f"{c['cpu_ms_per_request']:.0f} ms / {c['wall_ms_median']:.0f} ms", "", ""))
+        sys_share = sum(r.sys_seconds for r in connector_passes) / c["samples"] * 1e6
+        rows.append(("   of which kernel (sys) / user",
+                     f"{sys_share:.1f} us / {c['us_per_sample'] - sys_share:.1f} us", "", ""))
         rows.append(("   stand-in CPU per sample (not counted above)",
                      f"{standin_cpu / c['samples'] * 1e6:.1f} us", "", ""))
         if prometheus:
@@ -560,6 +571,9 @@ def main() -> int:
                          f"{min(p['per_pass']):.1f}-{max(p['per_pass']):.1f})", "", ""))
             rows.append(("   Prometheus per request: CPU / wall (median)",
                          f"{p['cpu_ms_per_request']:.0f} ms / {p['wall_ms_median']:.0f} ms", "", ""))
+            prometheus_sys = sum(r.sys_seconds for r in prometheus_passes) / p["samples"] * 1e6
+            rows.append(("   of which kernel (sys) / user",
+                         f"{prometheus_sys:.1f} us / {p['us_per_sample'] - prometheus_sys:.1f} us", "", ""))
             rows.append(("   ratio connector / Prometheus", f"{ratio:.1f}x", "<= 1.0x",
                          verdict(ratio <= 1.0)))
             prometheus.stop()

@@ -52,11 +52,26 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 30.0) -
     raise SystemExit(f"nothing listening on {HOST}:{port} after {seconds:.0f}s")
 
 
+def stop(process: subprocess.Popen | None) -> None:
+    """End a child and everything it started (chalice's reloader runs the server in a child)."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
 def main() -> int:
+    # `kill` (SIGTERM) must clean up as Ctrl-C does, not leave the servers running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     emulator = subprocess.Popen(
         [str(BIN / "python"), str(ROOT / "scripts" / "timestream_emulator.py"),
          "--host", HOST, "--port", str(EMULATOR_PORT), "--database", DATABASE, "--table", TABLE],
         cwd=ROOT,
+        start_new_session=True,
     )
     connector = None
     try:
@@ -74,6 +89,7 @@ def main() -> int:
             [str(BIN / "chalice"), "local", "--host", HOST, "--port", str(PORT), "--stage", "local"],
             cwd=ROOT,
             env=env,
+            start_new_session=True,
         )
         wait_for_port(PORT, connector)
         print(
@@ -88,13 +104,8 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        for process in (connector, emulator):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        stop(connector)
+        stop(emulator)
 
 
 if __name__ == "__main__":

@@ -65,8 +65,9 @@ def stop(process: subprocess.Popen | None) -> None:
 
 
 def main() -> int:
-    # `kill` (SIGTERM) must clean up as Ctrl-C does, not leave the servers running.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Ctrl-C and `kill` both end the servers too (a shell may start us with SIGINT ignored).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: sys.exit(0))
     emulator = subprocess.Popen(
         [str(BIN / "python"), str(ROOT / "scripts" / "timestream_emulator.py"),
          "--host", HOST, "--port", str(EMULATOR_PORT), "--database", DATABASE, "--table", TABLE],

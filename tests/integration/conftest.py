@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -124,3 +128,49 @@ def http(load_app, timestream):
 def stored(timestream_client, table: str = "metrics", database: str = "prometheus") -> list[dict]:
     """What the local Timestream holds for a table (moto has no read API for records)."""
     return stored_records(timestream_client.endpoint, database, table)
+
+
+class LocalRun:
+    """`make run`'s script (emulator + `chalice local`) running on free ports."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.port, self.emulator_port = free_port(), free_port()
+        self.log_path = log_path
+        env = {**os.environ, "PORT": str(self.port), "EMULATOR_PORT": str(self.emulator_port)}
+        for name in CONFIG_VARIABLES + ("MAX_READ_RESPONSE_BYTES",):
+            env.pop(name, None)
+        with open(log_path, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "scripts" / "run_local.py")],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_ready(self, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while "Connector ready" not in self.output():
+            assert self.process.poll() is None, self.output()
+            assert time.monotonic() < deadline, f"make run was not ready in {seconds:.0f} s:\n" + self.output()
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """SIGTERM lets the script stop its own servers; SIGKILL its group if it hangs."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def local_run(tmp_path_factory):
+    run = LocalRun(tmp_path_factory.mktemp("run") / "run.log")
+    try:
+        run.wait_ready()
+        yield run
+    finally:
+        run.stop()

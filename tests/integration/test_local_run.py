@@ -1,58 +1,24 @@
 """`make run`'s script over real HTTP: emulator + `chalice local`, a remote write, the records."""
 
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 
-import pytest
 import requests
 
 from tests.helpers import encode, now_ms, write_headers, write_request
 from tests.integration.conftest import ROOT
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    port, emulator_port = free_port(), free_port()
-    log = (tmp_path_factory.mktemp("run") / "run.log").open("w+")
-    env = {**os.environ, "PORT": str(port), "EMULATOR_PORT": str(emulator_port)}
-    for name in ("DEFAULT_DATABASE", "DEFAULT_TABLE", "AUTH_MODE", "TIMESTREAM_WRITE_ENDPOINT"):
-        env.pop(name, None)
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "run_local.py")],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while "Connector ready" not in open(log.name).read():
-            assert process.poll() is None, open(log.name).read()
-            assert time.monotonic() < deadline, "make run did not get ready in 60 s:\n" + open(log.name).read()
-            time.sleep(0.2)
-        yield port, emulator_port, log.name
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 def test_make_run_prints_a_ready_to_paste_remote_write_block(local_run):
-    port, _, log_name = local_run
-    output = open(log_name).read()
+    output = local_run.output()
+    port = local_run.port
     for expected in (f"url: http://127.0.0.1:{port}/write", "basic_auth:", "write_relabel_configs:",
                      "target_label: prometheusDatabaseLabel", "target_label: prometheusTableLabel"):
         assert expected in output
 
 
 def test_remote_write_over_http_is_stored_in_the_emulator(local_run):
-    port, emulator_port, _ = local_run
+    port, emulator_port = local_run.port, local_run.emulator_port
     ts = now_ms()
     body = encode(write_request([([("__name__", "http_test_metric"), ("job", "e2e")], [(0.1 + 0.2, ts)])]))
     response = requests.post(f"http://127.0.0.1:{port}/write", data=body, headers=write_headers(), timeout=30)
@@ -66,7 +32,7 @@ def test_remote_write_over_http_is_stored_in_the_emulator(local_run):
 
 
 def test_bad_requests_over_http_get_their_status_and_the_server_keeps_serving(local_run):
-    port = local_run[0]
+    port = local_run.port
     url = f"http://127.0.0.1:{port}/write"
     assert requests.post(url, data=b"garbage", headers=write_headers(), timeout=30).status_code == 400
     assert requests.post(url, data=b"x", headers=write_headers(Authorization=None), timeout=30).status_code == 401

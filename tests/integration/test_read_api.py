@@ -5,11 +5,6 @@ Every request is sent without an Accept header, as Prometheus sends it.
 """
 
 import http.client
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import requests
@@ -18,7 +13,7 @@ from chalice.test import Client
 
 from chalicelib.prompb import prometheus_remote_pb2 as pb
 from tests.helpers import basic_auth, encode, now_ms, write_headers, write_request
-from tests.integration.conftest import ROOT, free_port
+from tests.integration.conftest import ROOT
 
 PROTOBUF = "application/x-protobuf"
 DB, TABLE = "prometheusDatabaseLabel", "prometheusTableLabel"
@@ -250,32 +245,8 @@ def test_an_answer_over_the_cap_is_413_with_advice(load_app, timestream, t0):
 
 # -- over real HTTP: `make run` (emulator + chalice local) ---------------------------------------
 
-@pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    port, emulator_port = free_port(), free_port()
-    log = (tmp_path_factory.mktemp("run") / "run.log").open("w+")
-    env = {**os.environ, "PORT": str(port), "EMULATOR_PORT": str(emulator_port)}
-    for name in ("DEFAULT_DATABASE", "DEFAULT_TABLE", "AUTH_MODE", "TIMESTREAM_WRITE_ENDPOINT",
-                 "TIMESTREAM_QUERY_ENDPOINT", "MAX_READ_RESPONSE_BYTES"):
-        env.pop(name, None)
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "run_local.py")],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while "Connector ready" not in open(log.name).read():
-            assert process.poll() is None, open(log.name).read()
-            assert time.monotonic() < deadline, "make run did not get ready in 60 s:\n" + open(log.name).read()
-            time.sleep(0.2)
-        yield port
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 def test_remote_read_over_http_without_accept_gets_snappy_protobuf_bytes(local_run):
-    port = local_run
+    port = local_run.port
     ts = now_ms()
     body = encode(write_request([([("__name__", "http_read_metric"), ("job", "e2e")], [(0.1 + 0.2, ts)])]))
     written = requests.post(f"http://127.0.0.1:{port}/write", data=body, headers=write_headers(), timeout=30)

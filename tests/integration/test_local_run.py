@@ -1,12 +1,13 @@
 """`make run`'s script over real HTTP: emulator + `chalice local`, a remote write, the records."""
 
+import socket
 import subprocess
 import sys
 
 import requests
 
 from tests.helpers import encode, now_ms, write_headers, write_request
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, LocalRun
 
 
 def test_make_run_prints_a_ready_to_paste_remote_write_block(local_run):
@@ -38,3 +39,15 @@ def test_bad_requests_over_http_get_their_status_and_the_server_keeps_serving(lo
     assert requests.post(url, data=b"x", headers=write_headers(Authorization=None), timeout=30).status_code == 401
     ok = encode(write_request([([("__name__", "after_errors")], [(1.0, now_ms())])]))
     assert requests.post(url, data=ok, headers=write_headers(), timeout=30).status_code == 204
+
+
+def test_stopping_make_run_stops_both_servers(tmp_path):
+    run = LocalRun(tmp_path / "run.log")
+    try:
+        run.wait_ready()
+    finally:
+        run.process.terminate()
+        run.process.wait(timeout=15)
+    for port in (run.port, run.emulator_port):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on {port}"

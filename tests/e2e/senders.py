@@ -175,9 +175,32 @@ def routing_relabel(job: str, database: str, table: str) -> list[dict]:
     ]
 
 
-class Prometheus:
+class Sender:
+    """A sender process (Prometheus or vmagent) with an HTTP port: readiness and own metrics."""
+
+    ready_path = "/"
+    url: str
+    proc: Proc
+
+    def start(self, timeout: float = 30) -> Sender:
+        self.proc.start()
+        wait_http(self.proc, f"{self.url}{self.ready_path}", timeout, ok=lambda r: r.status_code == 200)
+        return self
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def metrics(self) -> list[MetricSample]:
+        response = requests.get(f"{self.url}/metrics", timeout=10)
+        response.raise_for_status()
+        return parse_metrics(response.text)
+
+
+class Prometheus(Sender):
     """Prometheus 2.42 run directly (not the Debian service), config written as JSON (which is
     YAML), storage and logs in the test's tmp dir."""
+
+    ready_path = "/-/ready"
 
     def __init__(self, workdir: Path, name: str = "prometheus") -> None:
         self.name = name
@@ -210,19 +233,6 @@ class Prometheus:
 
     def self_scrape(self, job: str = "prometheus") -> dict:
         return {"job_name": job, "static_configs": [{"targets": [self.address]}]}
-
-    def start(self, timeout: float = 30) -> Prometheus:
-        self.proc.start()
-        wait_http(self.proc, f"{self.url}/-/ready", timeout, ok=lambda r: r.status_code == 200)
-        return self
-
-    def kill(self) -> None:
-        self.proc.kill()
-
-    def metrics(self) -> list[MetricSample]:
-        response = requests.get(f"{self.url}/metrics", timeout=10)
-        response.raise_for_status()
-        return parse_metrics(response.text)
 
     def remote_metric(self, name: str, url: str) -> float:
         """A prometheus_remote_storage_* counter for the queue that writes to `url`."""
@@ -259,8 +269,10 @@ class Prometheus:
 
 
 # -- vmagent ------------------------------------------------------------------------------------
-class VMAgent:
+class VMAgent(Sender):
     """vmagent from Debian's victoria-metrics package."""
+
+    ready_path = "/health"
 
     def __init__(self, workdir: Path, remote_write_url: str, username: str, password: str, labels: dict[str, str]):
         self.port = free_port()
@@ -286,15 +298,3 @@ class VMAgent:
         argv += [f"-remoteWrite.label={name}={value}" for name, value in labels.items()]
         self.proc = Proc("vmagent", argv, workdir)
 
-    def start(self, timeout: float = 30) -> VMAgent:
-        self.proc.start()
-        wait_http(self.proc, f"{self.url}/health", timeout, ok=lambda r: r.status_code == 200)
-        return self
-
-    def kill(self) -> None:
-        self.proc.kill()
-
-    def metrics(self) -> list[MetricSample]:
-        response = requests.get(f"{self.url}/metrics", timeout=10)
-        response.raise_for_status()
-        return parse_metrics(response.text)

@@ -53,7 +53,8 @@ def _text_response(status: int, message: str) -> Response:
     headers = {"Content-Type": "text/plain; charset=utf-8"}
     if status == Unauthorized.status:
         headers["WWW-Authenticate"] = 'Basic realm="prometheus-timestream", charset="UTF-8"'
-    return Response(body=message + "\n", status_code=status, headers=headers)
+    # One line, whatever AWS or a decoder put in the message: Prometheus logs it as one.
+    return Response(body=" ".join(message.split()) + "\n", status_code=status, headers=headers)
 
 
 def _serve(event: str, handle: Callable[[], tuple[Response, dict[str, Any]]]) -> Response:

@@ -78,8 +78,8 @@ def timestream(moto_endpoint):
 class TimestreamFault(JsonRESTError):
     """An error answer from the local Timestream, with optional extra body fields."""
 
-    def __init__(self, code: str, status: int, **fields: object) -> None:
-        super().__init__(f"com.amazonaws.timestream.v20181101#{code}", f"{code} injected by the test")
+    def __init__(self, code: str, status: int, message: str = "", **fields: object) -> None:
+        super().__init__(f"com.amazonaws.timestream.v20181101#{code}", message or f"{code} injected by the test")
         self.code = status
         self.description = json.dumps({"__type": self.error_type, "message": self.message, **fields})
 
@@ -88,9 +88,9 @@ class TimestreamFault(JsonRESTError):
 def fail_writes(monkeypatch):
     """Make every WriteRecords call to the local Timestream answer with the given error."""
 
-    def install(code: str, status: int, **fields: object) -> None:
+    def install(code: str, status: int, message: str = "", **fields: object) -> None:
         def write_records(self, database_name, table_name, records):
-            raise TimestreamFault(code, status, **fields)
+            raise TimestreamFault(code, status, message, **fields)
 
         monkeypatch.setattr(TimestreamWriteBackend, "write_records", write_records)
 

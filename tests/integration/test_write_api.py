@@ -211,3 +211,12 @@ def test_iam_mode_puts_a_sigv4_authorizer_on_every_route(load_app):
         assert type(route.authorizer).__name__ == "IAMAuthorizer", path
     basic = load_app(AUTH_MODE="basic")
     assert basic.app.routes["/write"]["POST"].authorizer is None
+
+
+def test_error_bodies_are_one_line_whatever_aws_said(http, timestream, fail_writes):
+    fail_writes("ValidationException", 400, "first line\nsecond line\r\n\tthird")
+    response = post(http, encode(write_request([node_series(now_ms())])))
+    assert response.status_code == 400
+    body = response.body.decode()
+    assert body.count("\n") == 1 and body.endswith("\n")
+    assert "first line second line third" in body

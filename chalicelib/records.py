@@ -54,6 +54,8 @@ LONG_LABEL_NAME = "label_name_too_long"
 LONG_LABEL_VALUE = "label_value_too_long"
 RESERVED_LABEL = "reserved_label_name"
 TOO_MANY_LABELS = "too_many_labels"
+# Timestream refuses a record without any dimension ("At least one dimension is required").
+NO_DIMENSIONS = "no_labels_besides_metric_name"
 RECORD_TOO_LARGE = "record_too_large"
 NATIVE_HISTOGRAM = "native_histogram_unsupported"
 TOO_FAR_IN_FUTURE = "timestamp_too_far_in_future"
@@ -131,6 +133,8 @@ def check_labels(labels: Labels) -> tuple[str | None, str, tuple[tuple[str, str]
         dimensions.append((name, value))
     if not measure_name:
         return NO_METRIC_NAME, "", ()
+    if not dimensions:
+        return NO_DIMENSIONS, "", ()
     if len(measure_name.encode()) > MAX_MEASURE_NAME_BYTES:
         return LONG_MEASURE_NAME, "", ()
     if len(dimensions) > MAX_DIMENSIONS:

@@ -37,7 +37,7 @@ def test_bad_requests_over_http_get_their_status_and_the_server_keeps_serving(lo
     url = f"http://127.0.0.1:{port}/write"
     assert requests.post(url, data=b"garbage", headers=write_headers(), timeout=30).status_code == 400
     assert requests.post(url, data=b"x", headers=write_headers(Authorization=None), timeout=30).status_code == 401
-    ok = encode(write_request([([("__name__", "after_errors")], [(1.0, now_ms())])]))
+    ok = encode(write_request([([("__name__", "after_errors"), ("job", "x")], [(1.0, now_ms())])]))
     assert requests.post(url, data=ok, headers=write_headers(), timeout=30).status_code == 204
 
 

@@ -99,14 +99,14 @@ def test_written_samples_read_back_exactly_sorted_and_in_time_order(http, timest
 
 
 def test_response_is_snappy_protobuf_with_its_headers_though_no_accept_was_sent(http, timestream, t0):
-    post_write(http, [([("__name__", "up")], [(1.0, t0)])])
+    post_write(http, [([("__name__", "up"), ("job", "x")], [(1.0, t0)])])
     headers = read_headers()
     assert "Accept" not in headers
     response = http.post("/read", headers=headers, body=read_request((t0, t0, [("__name__", "=", "up")])))
     assert response.status_code == 200, response.body
     assert response.headers["Content-Type"] == PROTOBUF
     assert response.headers["Content-Encoding"] == "snappy"
-    assert decode(response.body) == [{labels("up"): [(t0, 1.0)]}]
+    assert decode(response.body) == [{labels("up", job="x"): [(t0, 1.0)]}]
 
 
 def test_routing_labels_choose_the_table_and_are_echoed_on_every_series(http, timestream, t0):
@@ -120,7 +120,7 @@ def test_routing_labels_choose_the_table_and_are_echoed_on_every_series(http, ti
 
 
 def test_one_query_result_per_query_in_order(http, timestream, t0):
-    post_write(http, [([("__name__", "a")], [(1.0, t0)]), ([("__name__", "b")], [(2.0, t0)])])
+    post_write(http, [([("__name__", "a"), ("job", "x")], [(1.0, t0)]), ([("__name__", "b"), ("job", "x")], [(2.0, t0)])])
     results = read_ok(
         http,
         (t0, t0, [("__name__", "=", "b")]),
@@ -128,14 +128,14 @@ def test_one_query_result_per_query_in_order(http, timestream, t0):
         (t0 - 10, t0 - 1, [("__name__", "=", "a")]),
         (t0, t0, [("__name__", "=", "a")]),
     )
-    assert results == [{labels("b"): [(t0, 2.0)]}, {}, {}, {labels("a"): [(t0, 1.0)]}]
+    assert results == [{labels("b", job="x"): [(t0, 2.0)]}, {}, {}, {labels("a", job="x"): [(t0, 1.0)]}]
 
 
 def test_all_pages_of_a_long_answer_are_read(http, timestream, t0):
     samples = [(float(i), t0 + i) for i in range(2500)]  # 2500 rows: three pages of the emulator's 1000
-    post_write(http, [([("__name__", "many")], samples)])
+    post_write(http, [([("__name__", "many"), ("job", "x")], samples)])
     (result,) = read_ok(http, (t0, t0 + 5000, [("__name__", "=", "many")]))
-    assert result == {labels("many"): [(t, v) for v, t in samples]}
+    assert result == {labels("many", job="x"): [(t, v) for v, t in samples]}
 
 
 # -- PromQL matcher semantics --------------------------------------------------------------------
@@ -184,7 +184,7 @@ def test_regexes_are_fully_anchored(http, timestream, t0, matcher, selected):
 
 
 def test_quotes_in_values_and_names_are_data_not_sql(http, timestream, t0):
-    post_write(http, [([("__name__", "q"), ("path", "it's \"quoted\"")], [(1.0, t0)]), ([("__name__", "q")], [(2.0, t0)])])
+    post_write(http, [([("__name__", "q"), ("path", "it's \"quoted\"")], [(1.0, t0)]), ([("__name__", "q"), ("job", "x")], [(2.0, t0)])])
     (result,) = read_ok(http, (t0, t0, [("__name__", "=", "q"), ("path", "=", "it's \"quoted\"")]))
     assert result == {labels("q", path="it's \"quoted\""): [(t0, 1.0)]}
     (result,) = read_ok(http, (t0, t0, [("__name__", "=", "q"), ("path", "=", "x' OR '1'='1")]))
@@ -196,13 +196,13 @@ def test_quotes_in_values_and_names_are_data_not_sql(http, timestream, t0):
 def test_no_destination_is_400_naming_what_is_missing(load_app, timestream, t0):
     app = load_app(DEFAULT_DATABASE=None, DEFAULT_TABLE=None)
     with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
-        post_write(client.http, [([("__name__", "up"), (DB, "prometheus"), (TABLE, "apps")], [(1.0, t0)])])
+        post_write(client.http, [([("__name__", "up"), ("job", "x"), (DB, "prometheus"), (TABLE, "apps")], [(1.0, t0)])])
         response = post_read(client.http, (t0, t0, [("__name__", "=", "up")]))
         assert response.status_code == 400
         assert DB in response.body.decode() and "DEFAULT_DATABASE" in response.body.decode()
         # With the routing matchers the same query needs no default.
         routed = read_ok(client.http, (t0, t0, [("__name__", "=", "up"), (DB, "=", "prometheus"), (TABLE, "=", "apps")]))
-        assert routed == [{labels("up", **{DB: "prometheus", TABLE: "apps"}): [(t0, 1.0)]}]
+        assert routed == [{labels("up", job="x", **{DB: "prometheus", TABLE: "apps"}): [(t0, 1.0)]}]
 
 
 @pytest.mark.parametrize("regex", [r"\p{Greek}", "(?m)^a$", "a("])

@@ -64,7 +64,7 @@ def test_request_with_no_series_succeeds(http, timestream):
 
 def test_request_of_only_nan_and_stale_samples_succeeds_and_stores_nothing(http, timestream):
     ts = now_ms()
-    body = encode(write_request([([("__name__", "up")], [(float("nan"), ts), (STALE, ts + 1)])]))
+    body = encode(write_request([([("__name__", "up"), ("job", "x")], [(float("nan"), ts), (STALE, ts + 1)])]))
     assert post(http, body).status_code == 204
     assert stored(timestream) == []
 
@@ -90,7 +90,7 @@ def test_series_without_name_or_destination_are_400_after_the_rest_is_written(lo
         node_series(ts, table="nodes"),
         ([("job", "no-name"), ("prometheusDatabaseLabel", "prometheus"), ("prometheusTableLabel", "nodes")],
          [(1.0, ts)]),
-        ([("__name__", "no_destination")], [(1.0, ts), (2.0, ts + 1)]),
+        ([("__name__", "no_destination"), ("job", "x")], [(1.0, ts), (2.0, ts + 1)]),
     ]))
     with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
         response = post(client.http, body)
@@ -179,7 +179,7 @@ def test_iam_mode_writes_with_the_function_role_and_needs_no_basic_auth(load_app
 
 def test_one_json_log_line_per_request_with_counts_and_no_credentials(http, timestream, caplog):
     ts = now_ms()
-    body = encode(write_request([node_series(ts), ([("__name__", "up")], [(float("nan"), ts)])]))
+    body = encode(write_request([node_series(ts), ([("__name__", "up"), ("job", "x")], [(float("nan"), ts)])]))
     with caplog.at_level(logging.INFO, logger="prometheus_timestream"):
         assert post(http, body).status_code == 204
     (line,) = [record.getMessage() for record in caplog.records if record.name == "prometheus_timestream"]

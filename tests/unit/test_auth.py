@@ -50,12 +50,14 @@ def test_missing_or_malformed_credentials_are_unauthorized(header):
         parse_basic_authorization(header)
 
 
-@given(st.text(min_size=1, max_size=40).filter(lambda s: len(s.strip()) > 3))
-def test_error_messages_never_echo_what_was_sent(secret):
-    header = encoded(f"{ACCESS_KEY_ID}:{secret} ")
+@given(st.text(max_size=40))
+def test_error_messages_never_echo_what_was_sent(text):
+    # A marker no message contains, with arbitrary text (spaces make the secret invalid).
+    secret = f"Zq9-{text} "
+    header = encoded(f"{ACCESS_KEY_ID}:{secret}")
     with pytest.raises(Unauthorized) as raised:
         parse_basic_authorization(header)
-    assert secret not in raised.value.message
+    assert "Zq9-" not in raised.value.message
     assert ACCESS_KEY_ID not in raised.value.message
 
 

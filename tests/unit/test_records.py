@@ -47,7 +47,7 @@ def test_sample_maps_to_one_record_with_name_dimensions_value_and_time():
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_every_finite_float_round_trips_exactly(value):
-    series = make_series([("__name__", "m")], [(value, NOW)])
+    series = make_series([("__name__", "m"), ("job", "x")], [(value, NOW)])
     (record,) = only_records(build(series))
     parsed = float(record["MeasureValue"])
     assert struct.pack("<d", parsed) == struct.pack("<d", value)  # also keeps the sign of -0.0
@@ -58,7 +58,7 @@ def test_every_finite_float_round_trips_exactly(value):
     [(float("nan"), r.DROP_NAN), (STALE, r.DROP_STALE), (math.inf, r.DROP_INF), (-math.inf, r.DROP_INF)],
 )
 def test_unstorable_values_are_dropped_and_counted_not_refused(value, reason):
-    series = make_series([("__name__", "m")], [(value, NOW), (2.0, NOW + 1)])
+    series = make_series([("__name__", "m"), ("job", "x")], [(value, NOW), (2.0, NOW + 1)])
     batch = build(series)
     assert batch.dropped == {reason: 1}
     assert not batch.refused
@@ -102,18 +102,20 @@ def refusal(labels, settings=SETTINGS):
     ("labels", "reason"),
     [
         ([("job", "x")], r.NO_METRIC_NAME),
+        ([("__name__", "m")], r.NO_DIMENSIONS),
+        ([("__name__", "m"), ("empty", "")], r.NO_DIMENSIONS),
         ([("__name__", ""), ("job", "x")], r.NO_METRIC_NAME),
         ([("__name__", "m"), ("", "x")], r.EMPTY_LABEL_NAME),
         ([("__name__", "m"), ("job", "a"), ("job", "b")], r.DUPLICATE_LABEL),
-        ([("__name__", "m" * 257)], r.LONG_MEASURE_NAME),
+        ([("__name__", "m" * 257), ("job", "x")], r.LONG_MEASURE_NAME),
         ([("__name__", "m"), ("n" * 61, "x")], r.LONG_LABEL_NAME),
         ([("__name__", "m"), ("job", "v" * 2049)], r.LONG_LABEL_VALUE),
         ([("__name__", "m"), ("time", "x")], r.RESERVED_LABEL),
         ([("__name__", "m"), ("measure_value", "x")], r.RESERVED_LABEL),
         ([("__name__", "m"), ("measure_name_x", "x")], r.RESERVED_LABEL),
         ([("__name__", "m"), ("ts_anything", "x")], r.RESERVED_LABEL),
-        ([("__name__", "m")] + [(f"l{i}", "v") for i in range(129)], r.TOO_MANY_LABELS),
-        ([("__name__", "m")] + [(f"l{i}", "v" * 200) for i in range(11)], r.RECORD_TOO_LARGE),
+        ([("__name__", "m"), ("job", "x")] + [(f"l{i}", "v") for i in range(129)], r.TOO_MANY_LABELS),
+        ([("__name__", "m"), ("job", "x")] + [(f"l{i}", "v" * 200) for i in range(11)], r.RECORD_TOO_LARGE),
         ([("__name__", "m"), ("prometheusTableLabel", "bad name")], r.INVALID_DESTINATION),
     ],
 )
@@ -124,7 +126,7 @@ def test_series_breaking_a_timestream_limit_is_refused_with_a_reason(labels, rea
 def test_limits_at_their_exact_bounds_are_accepted():
     labels = [("__name__", "m" * 256), ("n" * 60, "v" * 1500)]
     assert only_records(build(make_series(labels, [(1.0, NOW)])))
-    labels = [("__name__", "m")] + [(f"l{i}", "v") for i in range(128)]
+    labels = [("__name__", "m"), ("job", "x")] + [(f"l{i}", "v") for i in range(127)]
     assert only_records(build(make_series(labels, [(1.0, NOW)])))
 
 
@@ -133,11 +135,11 @@ def test_limits_count_bytes_not_characters():
 
 
 def test_series_without_destination_is_refused_when_no_default_is_set():
-    assert refusal([("__name__", "m")], settings=Settings()) == r.NO_DESTINATION
+    assert refusal([("__name__", "m"), ("job", "x")], settings=Settings()) == r.NO_DESTINATION
 
 
 def test_a_refused_series_does_not_stop_its_neighbours():
-    good = make_series([("__name__", "ok")], [(1.0, NOW)])
+    good = make_series([("__name__", "ok"), ("job", "x")], [(1.0, NOW)])
     bad = make_series([("job", "no-name")], [(1.0, NOW)])
     batch = build(bad, good, bad)
     assert [rec["MeasureName"] for rec in only_records(batch)] == ["ok"]
@@ -145,7 +147,7 @@ def test_a_refused_series_does_not_stop_its_neighbours():
 
 
 def test_samples_too_far_in_the_future_are_refused():
-    series = make_series([("__name__", "m")], [(1.0, NOW + 15 * 60_000), (2.0, NOW + 15 * 60_000 + 1)])
+    series = make_series([("__name__", "m"), ("job", "x")], [(1.0, NOW + 15 * 60_000), (2.0, NOW + 15 * 60_000 + 1)])
     batch = build(series)
     assert [rec["MeasureValue"] for rec in only_records(batch)] == ["1.0"]
     assert batch.refused == {r.TOO_FAR_IN_FUTURE: 1}
@@ -153,14 +155,14 @@ def test_samples_too_far_in_the_future_are_refused():
 
 def test_retention_is_checked_only_when_configured():
     old = NOW - 3 * 3_600_000
-    series = make_series([("__name__", "m")], [(1.0, old)])
+    series = make_series([("__name__", "m"), ("job", "x")], [(1.0, old)])
     assert only_records(build(series))
     batch = build(series, settings=replace(SETTINGS, memory_retention_hours=2))
     assert batch.refused == {r.OLDER_THAN_RETENTION: 1}
 
 
 def test_native_histograms_are_refused_and_float_samples_beside_them_kept():
-    series = make_series([("__name__", "m")], [(1.0, NOW)])
+    series = make_series([("__name__", "m"), ("job", "x")], [(1.0, NOW)])
     series.histograms.add(count_int=3, sum=1.0, timestamp=NOW)
     batch = build(series)
     assert len(only_records(batch)) == 1
@@ -168,7 +170,7 @@ def test_native_histograms_are_refused_and_float_samples_beside_them_kept():
 
 
 def test_series_without_samples_produce_nothing():
-    batch = build(make_series([("__name__", "m")], []))
+    batch = build(make_series([("__name__", "m"), ("job", "x")], []))
     assert batch.record_count == 0 and not batch.refused and not batch.dropped
 
 
@@ -184,10 +186,12 @@ prom_names = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,20}", fullmatch=True).filte
 )
 def test_label_mapping_keeps_every_nonempty_label_as_a_dimension(metric, labels):
     routing = {SETTINGS.database_label, SETTINGS.table_label}
-    series = make_series([("__name__", metric), *labels.items()], [(1.0, NOW)])
+    # One fixed label (a name the strategy cannot produce): Timestream needs a dimension.
+    series = make_series([("__name__", metric), ("fixed_label_0", "1"), *labels.items()], [(1.0, NOW)])
     (record,) = only_records(build(series))
     assert record["MeasureName"] == metric
     expected = {name: value for name, value in labels.items() if value and name not in routing}
+    expected["fixed_label_0"] = "1"
     assert {d["Name"]: d["Value"] for d in record["Dimensions"]} == expected
 
 
@@ -202,7 +206,7 @@ def test_the_series_cache_maps_a_label_set_once_and_reuses_it():
 def test_the_series_cache_is_bounded():
     cache = r.SeriesCache(SETTINGS, max_entries=3)
     def key(name):
-        return (Label(name="__name__", value=name).SerializeToString(),)
+        return tuple(Label(name=n, value=v).SerializeToString() for n, v in (("__name__", name), ("job", "x")))
 
     for i in range(10):
         cache.lookup(key(f"m{i}"))

@@ -26,7 +26,6 @@ from chalicelib.reader import (
     Matcher,
     ResponseBudget,
     build_query,
-    compile_regex,
     describe_query,
     fetch_pages,
     map_aws_error,
@@ -38,6 +37,7 @@ from chalicelib.reader import (
     select_destination,
     series_from_pages,
 )
+from chalicelib.regex import compile_regex
 
 SETTINGS = Settings(default_database="mydb", default_table="mytable")
 NO_DEFAULTS = Settings()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import CaseInsensitiveMapping, Request
@@ -16,9 +17,11 @@ from chalicelib.config import load_settings
 from chalicelib.decode import PROTOBUF
 from chalicelib.errors import ConnectorError, Unauthorized
 from chalicelib.pipeline import handle_read, handle_write
-from chalicelib.reader import ColumnsCache
 from chalicelib.records import SeriesCache
 from chalicelib.writer import Writer
+
+if TYPE_CHECKING:
+    from chalicelib.reader import ColumnsCache
 
 settings = load_settings()
 logs.configure(settings.log_level)
@@ -28,7 +31,6 @@ app.api.binary_types.append(PROTOBUF)
 
 clients = ClientCache(settings)
 series_cache = SeriesCache(settings)
-columns_cache = ColumnsCache()
 # In iam mode API Gateway checks the caller's SigV4 signature (execute-api:Invoke) and the
 # function writes with its own role; without the authorizer the routes would be open.
 authorizer = IAMAuthorizer() if settings.auth_mode == "iam" else None
@@ -37,6 +39,15 @@ writer = Writer(
     budget_seconds=settings.write_budget_seconds,
     attempt_seconds=CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS,
 )
+
+
+@cache
+def columns_cache() -> ColumnsCache:
+    """The remote-read column cache, created (and the reader imported) on the first /read: a
+    function that only receives writes never pays for it at cold start."""
+    from chalicelib.reader import ColumnsCache
+
+    return ColumnsCache()
 
 
 @app.middleware("http")
@@ -109,7 +120,7 @@ def read() -> Response:
     request = app.current_request
 
     def handle() -> tuple[Response, dict[str, Any]]:
-        body, fields = handle_read(request.raw_body, request.headers, settings, clients, columns_cache)
+        body, fields = handle_read(request.raw_body, request.headers, settings, clients, columns_cache())
         headers = {"Content-Type": PROTOBUF, "Content-Encoding": "snappy"}
         return Response(body=body, status_code=200, headers=headers), fields
 

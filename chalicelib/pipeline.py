@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from chalicelib.auth import AccessKey, parse_basic_authorization
 from chalicelib.clients import QUERY_SERVICE, ClientCache
 from chalicelib.config import Settings
 from chalicelib.decode import decode_read_request, decode_write_request, encode_response
-from chalicelib.reader import ColumnsCache, read
 from chalicelib.records import SeriesCache, build_records
 from chalicelib.writer import Writer, WriteResult
+
+if TYPE_CHECKING:
+    from chalicelib.reader import ColumnsCache
 
 
 def credentials_from(headers: Mapping[str, str], settings: Settings) -> AccessKey | None:
@@ -59,6 +62,9 @@ def handle_read(
     columns_cache: ColumnsCache,
 ) -> tuple[bytes, dict[str, int]]:
     """Answer one remote read request: the snappy-compressed ReadResponse and what to log."""
+    # Imported here: the reader (and its regex translation) is not needed to start or to write.
+    from chalicelib.reader import read
+
     credentials = credentials_from(headers, settings)
     request = decode_read_request(
         body,

@@ -37,6 +37,12 @@ remote_write:
         replacement: {DATABASE}
       - target_label: prometheusTableLabel
         replacement: {TABLE}
+remote_read:
+  - url: http://{HOST}:{PORT}/read
+    basic_auth:
+      username: {ACCESS_KEY_ID}
+      password: {SECRET_ACCESS_KEY}
+    read_recent: true
 """
 
 

@@ -10,11 +10,12 @@ from tests.helpers import encode, now_ms, write_headers, write_request
 from tests.integration.conftest import ROOT, LocalRun
 
 
-def test_make_run_prints_a_ready_to_paste_remote_write_block(local_run):
+def test_make_run_prints_ready_to_paste_remote_write_and_read_blocks(local_run):
     output = local_run.output()
     port = local_run.port
     for expected in (f"url: http://127.0.0.1:{port}/write", "basic_auth:", "write_relabel_configs:",
-                     "target_label: prometheusDatabaseLabel", "target_label: prometheusTableLabel"):
+                     "target_label: prometheusDatabaseLabel", "target_label: prometheusTableLabel",
+                     f"url: http://127.0.0.1:{port}/read"):
         assert expected in output
 
 

@@ -29,6 +29,11 @@ def credentials_from(headers: Mapping[str, str], settings: Settings) -> AccessKe
     return parse_basic_authorization(headers.get("authorization"))
 
 
+def _body_headers(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """What decode needs to know about the body: its Content-Type and Content-Encoding."""
+    return headers.get("content-type"), headers.get("content-encoding")
+
+
 def handle_write(
     body: bytes,
     headers: Mapping[str, str],
@@ -39,12 +44,7 @@ def handle_write(
 ) -> WriteResult:
     """Store one remote write request. Raises ConnectorError for a request refused as a whole."""
     credentials = credentials_from(headers, settings)
-    request = decode_write_request(
-        body,
-        headers.get("content-type"),
-        headers.get("content-encoding"),
-        settings.max_decompressed_bytes,
-    )
+    request = decode_write_request(body, *_body_headers(headers), settings.max_decompressed_bytes)
     batch = build_records(request.timeseries, settings, int(time.time() * 1000), series_cache)
     # The records own everything they need: free the parsed request (tens of MB for the largest)
     # before the calls to Timestream start.
@@ -66,12 +66,7 @@ def handle_read(
     from chalicelib.reader import read
 
     credentials = credentials_from(headers, settings)
-    request = decode_read_request(
-        body,
-        headers.get("content-type"),
-        headers.get("content-encoding"),
-        settings.max_decompressed_bytes,
-    )
+    request = decode_read_request(body, *_body_headers(headers), settings.max_decompressed_bytes)
     response = read(
         request,
         settings,

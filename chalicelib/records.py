@@ -209,11 +209,6 @@ def unstorable_value_reason(value: float) -> str | None:
     return None
 
 
-def format_value(value: float) -> str:
-    """The shortest decimal text that parses back to the identical float64."""
-    return repr(value)
-
-
 def build_records(
     timeseries: Iterable[Any], settings: Settings, now_ms: int, cache: SeriesCache | None = None
 ) -> RecordBatch:

@@ -27,7 +27,7 @@ proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
 
 records: $(STAMP)
-	$(BIN)/python scripts/show_records.py $(ARGS)
+	$(BIN)/python -m local_timestream.show_records $(ARGS)
 
 e2e: $(STAMP)
 	bash scripts/install_e2e_deps.sh

@@ -13,10 +13,10 @@ from chalice.app import CaseInsensitiveMapping, Request
 
 from chalicelib import logs
 from chalicelib.clients import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, ClientCache
+from chalicelib.codec import PROTOBUF
 from chalicelib.config import load_settings
-from chalicelib.decode import PROTOBUF
 from chalicelib.errors import ConnectorError, Unauthorized
-from chalicelib.pipeline import handle_read, handle_write
+from chalicelib.handlers import handle_read, handle_write
 from chalicelib.records import SeriesCache
 from chalicelib.writer import Writer
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.config import Settings
+from chalicelib.destinations import is_valid_destination
 from chalicelib.errors import (
     FORBIDDEN_AWS_CODES,
     TRANSIENT_AWS_CODES,
@@ -56,7 +57,6 @@ from chalicelib.errors import (
 from chalicelib.logs import log_event
 from chalicelib.prompb import prometheus_remote_pb2 as pb
 from chalicelib.regex import compile_regex
-from chalicelib.router import is_valid_destination
 
 METRIC_NAME_LABEL = "__name__"
 TIME_COLUMN = "time"

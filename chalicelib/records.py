@@ -17,9 +17,9 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from chalicelib.config import Settings
+from chalicelib.destinations import Destination, Labels, is_valid_destination, route
 from chalicelib.errors import BadRequest
 from chalicelib.prompb.prometheus_remote_pb2 import Label
-from chalicelib.router import Destination, Labels, is_valid_destination, route
 
 METRIC_NAME_LABEL = "__name__"
 

@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.destinations import Destination
 from chalicelib.errors import FORBIDDEN_AWS_CODES, TRANSIENT_AWS_CODES
 from chalicelib.records import Record, RecordBatch
-from chalicelib.router import Destination
 from chalicelib.write_body import send_fast
 
 # (target, database, table, records): one WriteRecords call; raises what botocore raises.

@@ -75,7 +75,7 @@ def main() -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: sys.exit(0))
     emulator = subprocess.Popen(
-        [str(BIN / "python"), str(ROOT / "scripts" / "timestream_emulator.py"),
+        [str(BIN / "python"), "-m", "local_timestream",
          "--host", HOST, "--port", str(EMULATOR_PORT), "--database", DATABASE, "--table", TABLE],
         cwd=ROOT,
         start_new_session=True,

@@ -2,7 +2,7 @@
 
 Prometheus A scrapes itself every second and remote-writes through the connector (basic auth,
 routing labels added by write_relabel_configs) into the local Timestream: the emulator
-(scripts/timestream_emulator.py, moto plus Query answered from the stored records) behind the
+(the local_timestream package, moto plus Query answered from the stored records) behind the
 e2e signature-checking proxy. Once everything A holds for a window has been stored, Prometheus B,
 which scrapes nothing and only has `remote_read` (read_recent: true) pointing at the connector's
 /read, answers PromQL `query_range` queries over that window: its values must equal A's own,
@@ -42,9 +42,8 @@ class EmulatedTimestream(MotoTimestream):
 
     def __init__(self, log_dir: Path) -> None:
         super().__init__(log_dir)
-        script = str(REPO / "scripts" / "timestream_emulator.py")
-        argv = [sys.executable, script, "--host", LOOPBACK, "--port", str(self.port)]
-        self.proc = Proc("timestream-emulator", argv, log_dir)
+        argv = [sys.executable, "-m", "local_timestream", "--host", LOOPBACK, "--port", str(self.port)]
+        self.proc = Proc("timestream-emulator", argv, log_dir, cwd=REPO)
 
 
 def query_range(prometheus: Prometheus, expr: str, start_s: float, end_s: float) -> dict:

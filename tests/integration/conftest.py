@@ -21,10 +21,10 @@ from moto.core.exceptions import JsonRESTError
 from moto.server import ThreadedMotoServer
 from moto.timestreamwrite.models import TimestreamWriteBackend
 
+from local_timestream.emulator import install_patches
+from local_timestream.show_records import stored_records
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-from show_records import stored_records  # noqa: E402
-from timestream_emulator import install_patches  # noqa: E402
 
 BASE_ENV = {
     "AWS_REGION": "us-east-1",

@@ -26,9 +26,9 @@ def test_remote_write_over_http_is_stored_in_the_emulator(local_run):
     response = requests.post(f"http://127.0.0.1:{port}/write", data=body, headers=write_headers(), timeout=30)
     assert response.status_code == 204, response.text
     listing = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "show_records.py"), "--endpoint",
+        [sys.executable, "-m", "local_timestream.show_records", "--endpoint",
          f"http://127.0.0.1:{emulator_port}", "--table", "metrics"],
-        capture_output=True, text=True, timeout=30, check=True,
+        capture_output=True, text=True, timeout=30, check=True, cwd=ROOT,
     )
     assert f'http_test_metric{{job="e2e"}} {0.1 + 0.2!r} @{ts}' in listing.stdout
 

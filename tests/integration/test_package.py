@@ -511,7 +511,10 @@ def test_zip_holds_the_app_and_nothing_else_of_the_project(bundle: zipfile.ZipFi
     assert "app.py" in names
     sources = {path.relative_to(ROOT).as_posix() for path in (ROOT / "chalicelib").rglob("*.py")}
     assert sources and sources <= names, sorted(sources - names)
-    project_only = ("tests/", "bench/", "scripts/", "proto/", "docs/", "templates/", ".chalice/", ".venv/", "dist/")
+    project_only = (
+        "tests/", "bench/", "scripts/", "local_timestream/", "proto/", "docs/", "templates/", ".chalice/",
+        ".venv/", "dist/",
+    )
     assert not [name for name in names if name.startswith(project_only)]
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
 

@@ -5,8 +5,8 @@ import snappy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chalicelib.codec import decode_write_request
 from chalicelib.config import Settings
-from chalicelib.decode import decode_write_request
 from chalicelib.errors import ConnectorError
 from chalicelib.records import SeriesCache, build_records
 from tests.helpers import encode, now_ms, write_request

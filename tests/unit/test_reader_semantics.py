@@ -3,7 +3,7 @@
 sqlite plays Timestream: the table has Timestream's columns (time, measure_name,
 "measure_value::double", one VARCHAR column per dimension ever written, NULL where a series lacks
 that label) and the reader's SQL runs on it verbatim. The only translation is the local
-Timestream's (scripts/timestream_emulator.py), imported so there is one implementation:
+Timestream's (local_timestream/emulator.py), imported so there is one implementation:
 
 * time is stored as integer milliseconds, so `from_milliseconds(ms)` is the identity;
 * `regexp_like(value, pattern)` is Python's `re.search`, with the pattern's `\\z` (Java: end of
@@ -15,8 +15,6 @@ label = "", regexes fully anchored), for hypothesis-generated data and matchers.
 
 import re
 import sqlite3
-import sys
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,9 +22,7 @@ from hypothesis import strategies as st
 from chalicelib.config import Settings
 from chalicelib.prompb import prometheus_remote_pb2 as pb
 from chalicelib.reader import ColumnsCache, read
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from timestream_emulator import regexp_like, register_functions, timestream_time  # noqa: E402
+from local_timestream.emulator import regexp_like, register_functions, timestream_time
 
 SETTINGS = Settings(default_database="mydb", default_table="mytable")
 DB_LABEL = SETTINGS.database_label

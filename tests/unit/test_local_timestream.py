@@ -1,9 +1,7 @@
-"""The local Timestream's Query emulation (scripts/timestream_emulator.py): DESCRIBE and SELECT
+"""The local Timestream's Query emulation (local_timestream/emulator.py): DESCRIBE and SELECT
 answered from the records moto stored, in Timestream's response shape, through a real botocore
 timestream-query client (so the answer is also checked against the service model)."""
 
-import sys
-from pathlib import Path
 
 import boto3
 import pytest
@@ -30,9 +28,7 @@ from chalicelib.reader import (
     parse_timestamp_ms,
     read,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-import timestream_emulator as emulator  # noqa: E402
+from local_timestream import emulator
 
 REGION = "us-east-1"
 COMMON = {"MeasureValueType": "DOUBLE", "TimeUnit": "MILLISECONDS"}

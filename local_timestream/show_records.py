@@ -1,4 +1,4 @@
-"""List what the local Timestream (see run_local.py) has stored, one line per record.
+"""List what the local Timestream (see scripts/run_local.py) has stored, one line per record.
 
     make records ARGS='--table metrics'
     make records ARGS='--database prometheus --table metrics --json'

@@ -3,7 +3,7 @@ import snappy
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.decode import check_headers, declared_length, decode_write_request, decompress
+from chalicelib.codec import check_headers, declared_length, decode_write_request, decompress
 from chalicelib.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from tests.helpers import encode, now_ms, write_request
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from chalicelib.auth import AccessKey, parse_basic_authorization
 from chalicelib.clients import QUERY_SERVICE, ClientCache
+from chalicelib.codec import decode_read_request, decode_write_request, encode_response
 from chalicelib.config import Settings
-from chalicelib.decode import decode_read_request, decode_write_request, encode_response
 from chalicelib.records import SeriesCache, build_records
 from chalicelib.writer import Writer, WriteResult
 

@@ -3,7 +3,7 @@
 moto stores WriteRecords' `Records` as sent and ignores `CommonAttributes`; Timestream merges
 them into every record. The patch below does that merge so that what a local run stores is
 what Timestream would store. Usable in-process (`install_patches()` before `mock_aws`) or as a
-server: `python scripts/timestream_emulator.py --port 9202 --database prometheus --table metrics`.
+server: `python -m local_timestream --port 9202 --database prometheus --table metrics`.
 
 moto's timestream-query `Query` only returns results queued through its /moto-api. The second
 patch answers it from the records actually written, so a local remote read sees what a local
@@ -38,7 +38,6 @@ import datetime
 import json
 import re
 import sqlite3
-import sys
 import threading
 import uuid
 from collections import OrderedDict
@@ -390,7 +389,3 @@ def main(argv: list[str]) -> int:
     finally:
         server.stop()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.config import Settings
-from chalicelib.router import is_valid_destination, route
+from chalicelib.destinations import is_valid_destination, route
 
 SETTINGS = Settings()
 WITH_DEFAULTS = replace(SETTINGS, default_database="db", default_table="tbl")

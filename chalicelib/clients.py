@@ -1,8 +1,8 @@
 """Timestream clients and write senders, created once per credential and reused.
 
 Creating a botocore client costs ~90 ms (model loading, endpoint resolution), far more than a
-typical write, so clients are cached per (service, credential) in a bounded LRU, and the write
-path's sender (transport.py) creates one only when it has an error to parse. One botocore
+typical write, so clients are cached per (service, credential) in a bounded LRU. The write path
+uses no botocore client at all (transport.py); the read path's query client is one. One botocore
 session is shared so service models are loaded once per process.
 """
 
@@ -10,27 +10,20 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from chalicelib.auth import AccessKey
 from chalicelib.config import Settings
 from chalicelib.errors import ConnectorError
-from chalicelib.transport import EndpointCache, HttpClient, WriteRecordsSender
+from chalicelib.transport import EndpointCache, HttpSessions, WriteRecordsSender
 
-WRITE_SERVICE = "timestream-write"
 QUERY_SERVICE = "timestream-query"
-
-# Writes: the connector does its own retries inside a time budget (see writer), so botocore's
-# are off and each attempt is kept short.
-CONNECT_TIMEOUT_SECONDS = 2.0
-READ_TIMEOUT_SECONDS = 5.0
-# Queries can legitimately run for seconds; botocore retries throttling within API Gateway's 29 s.
-QUERY_READ_TIMEOUT_SECONDS = 20.0
-QUERY_MAX_ATTEMPTS = 2
+_SENDER = "sender"
 
 
 class ClientCache:
-    """Bounded LRU of botocore clients (and write senders) keyed by service and credential."""
+    """Bounded LRU of query clients and write senders keyed by service and credential."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -38,18 +31,23 @@ class ClientCache:
         self._lock = threading.Lock()
         self._session: Any = None
         # Shared by every credential's sender: connections are per endpoint, not per key.
-        self._http = HttpClient(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)
+        self._http = HttpSessions(
+            settings.connect_timeout_seconds,
+            settings.write_timeout_seconds,
+            max_connections=max(10, settings.write_concurrency),
+        )
 
-    def get(self, service: str, credentials: AccessKey | None) -> Any:
-        """A client for `service` signing with `credentials` (None: the function's own role)."""
-        return self._cached((service, credentials), lambda: self._create(service, credentials))
+    def query_client(self, credentials: AccessKey | None) -> Any:
+        """A botocore timestream-query client signing with `credentials` (None: the function's role)."""
+        return self._cached(QUERY_SERVICE, credentials, lambda: self._create_query_client(credentials))
 
     def write_sender(self, credentials: AccessKey | None) -> WriteRecordsSender:
-        """The fast WriteRecords sender for `credentials` (see transport.py)."""
-        return self._cached(("sender", credentials), lambda: self._create_sender(credentials))
+        """The WriteRecords sender for `credentials` (see transport.py)."""
+        return self._cached(_SENDER, credentials, lambda: self._create_sender(credentials))
 
-    def _cached(self, key: tuple[str, AccessKey | None], create: Any) -> Any:
-        cache_key = (key[0], key[1].cache_key if key[1] else "")
+    def _cached(self, kind: str, credentials: AccessKey | None, create: Callable[[], Any]) -> Any:
+        # The secret is part of the key: a wrong secret must never reuse a good key's client.
+        cache_key = (kind, credentials.cache_key if credentials else "")
         with self._lock:
             client = self._clients.get(cache_key)
             if client is not None:
@@ -79,12 +77,11 @@ class ClientCache:
             # Per credential: discovery answers with the cell of the key's account.
             EndpointCache(self._settings.write_endpoint),
             self._http,
-            lambda: self.get(WRITE_SERVICE, credentials),
         )
 
     def _botocore_session(self) -> Any:
-        # botocore.session is imported here, not at module import: the write path's happy
-        # path never needs it in basic mode (see transport.py).
+        # botocore.session is imported here, not at module import: the write path never needs
+        # it in basic mode (see transport.py).
         import botocore.session
 
         with self._lock:
@@ -92,20 +89,17 @@ class ClientCache:
                 self._session = botocore.session.get_session()
             return self._session
 
-    def _create(self, service: str, credentials: AccessKey | None) -> Any:
+    def _create_query_client(self, credentials: AccessKey | None) -> Any:
         from botocore.config import Config
         from botocore.exceptions import NoRegionError
 
         session = self._botocore_session()
         settings = self._settings
-        endpoint = settings.write_endpoint if service == WRITE_SERVICE else settings.query_endpoint
+        endpoint = settings.query_endpoint
         config = Config(
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            read_timeout=READ_TIMEOUT_SECONDS if service == WRITE_SERVICE else QUERY_READ_TIMEOUT_SECONDS,
-            retries={
-                "total_max_attempts": 1 if service == WRITE_SERVICE else QUERY_MAX_ATTEMPTS,
-                "mode": "standard",
-            },
+            connect_timeout=settings.connect_timeout_seconds,
+            read_timeout=settings.query_timeout_seconds,
+            retries={"total_max_attempts": settings.query_max_attempts, "mode": "standard"},
             max_pool_connections=max(10, settings.write_concurrency),
             tcp_keepalive=True,
             # Timestream requires endpoint discovery unless an endpoint is given explicitly.
@@ -119,7 +113,7 @@ class ClientCache:
             }
         try:
             client = session.create_client(
-                service, region_name=settings.region, endpoint_url=endpoint, config=config, **keys
+                QUERY_SERVICE, region_name=settings.region, endpoint_url=endpoint, config=config, **keys
             )
         except NoRegionError:
             raise ConnectorError("no AWS region configured: set AWS_REGION") from None

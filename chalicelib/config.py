@@ -38,6 +38,16 @@ class Settings:
     # Whole-request deadline for writes and their retries: well inside API Gateway's 29 s.
     write_budget_seconds: float = 20.0
     client_cache_size: int = 32
+    # Series whose routing and limit checks are remembered (see records.SeriesCache).
+    series_cache_size: int = 50_000
+    # One attempt of a Timestream call: connecting, then waiting for the answer. Writes are
+    # retried by the connector within write_budget_seconds, so an attempt is kept short.
+    connect_timeout_seconds: float = 2.0
+    write_timeout_seconds: float = 5.0
+    # Queries can legitimately run for seconds; botocore retries throttling within API
+    # Gateway's 29 s.
+    query_timeout_seconds: float = 20.0
+    query_max_attempts: int = 2
     # Remote read answers (protobuf bytes) are capped below Lambda's 6 MB response limit.
     max_read_response_bytes: int = 4_000_000
 
@@ -117,6 +127,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "WRITE_BUDGET_SECONDS", defaults.write_budget_seconds, 0.5, 28.0
         ),
         client_cache_size=_integer(env, "CLIENT_CACHE_SIZE", defaults.client_cache_size, 1, 1024),
+        series_cache_size=_integer(env, "SERIES_CACHE_SIZE", defaults.series_cache_size, 100, 10_000_000),
+        connect_timeout_seconds=_number(
+            env, "CONNECT_TIMEOUT_SECONDS", defaults.connect_timeout_seconds, 0.1, 10.0
+        ),
+        write_timeout_seconds=_number(
+            env, "WRITE_TIMEOUT_SECONDS", defaults.write_timeout_seconds, 0.1, 28.0
+        ),
+        query_timeout_seconds=_number(
+            env, "QUERY_TIMEOUT_SECONDS", defaults.query_timeout_seconds, 0.1, 28.0
+        ),
+        query_max_attempts=_integer(env, "QUERY_MAX_ATTEMPTS", defaults.query_max_attempts, 1, 5),
         # Above 4,000,000 the snappy + base64 + JSON envelope can pass Lambda's 6 MB limit.
         max_read_response_bytes=_integer(
             env, "MAX_READ_RESPONSE_BYTES", defaults.max_read_response_bytes, 1024, 4_000_000

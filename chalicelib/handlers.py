@@ -1,8 +1,8 @@
-"""The write and read paths as functions over plain inputs: decode -> route -> records -> writer,
-and decode -> reader -> encode.
+"""The two request handlers, over plain inputs: decode -> route -> records -> writer for /write,
+decode -> reader -> encode for /read. Each returns an Outcome, whatever happened.
 
-Kept apart from app.py so it runs without HTTP or Chalice; app.py only translates the HTTP
-request into these arguments and the result into a response.
+Kept apart from app.py so they run without HTTP or Chalice; app.py only translates the HTTP
+request into these arguments and the Outcome into a response.
 """
 
 from __future__ import annotations
@@ -12,14 +12,18 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from chalicelib.auth import AccessKey, parse_basic_authorization
-from chalicelib.clients import QUERY_SERVICE, ClientCache
-from chalicelib.codec import decode_read_request, decode_write_request, encode_response
+from chalicelib.clients import ClientCache
+from chalicelib.codec import PROTOBUF, decode_read_request, decode_write_request, encode_response
 from chalicelib.config import Settings
+from chalicelib.errors import ConnectorError
+from chalicelib.outcome import Outcome
 from chalicelib.records import SeriesCache, build_records
 from chalicelib.writer import Writer, WriteResult
 
 if TYPE_CHECKING:
     from chalicelib.reader import ColumnsCache
+
+_READ_ANSWER_HEADERS = {"Content-Type": PROTOBUF, "Content-Encoding": "snappy"}
 
 
 def credentials_from(headers: Mapping[str, str], settings: Settings) -> AccessKey | None:
@@ -30,7 +34,7 @@ def credentials_from(headers: Mapping[str, str], settings: Settings) -> AccessKe
 
 
 def _body_headers(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
-    """What decode needs to know about the body: its Content-Type and Content-Encoding."""
+    """What the codec needs to know about the body: its Content-Type and Content-Encoding."""
     return headers.get("content-type"), headers.get("content-encoding")
 
 
@@ -41,17 +45,20 @@ def handle_write(
     clients: ClientCache,
     writer: Writer,
     series_cache: SeriesCache,
-) -> WriteResult:
-    """Store one remote write request. Raises ConnectorError for a request refused as a whole."""
-    credentials = credentials_from(headers, settings)
-    request = decode_write_request(body, *_body_headers(headers), settings.max_decompressed_bytes)
-    batch = build_records(request.timeseries, settings, int(time.time() * 1000), series_cache)
-    # The records own everything they need: free the parsed request (tens of MB for the largest)
-    # before the calls to Timestream start.
-    del request
-    if batch.record_count == 0:
-        return WriteResult(dropped=batch.dropped, refused=batch.refused)
-    return writer.write(clients.write_sender(credentials), batch)
+) -> Outcome:
+    """Store one remote write request."""
+    try:
+        credentials = credentials_from(headers, settings)
+        request = decode_write_request(body, *_body_headers(headers), settings.max_decompressed_bytes)
+        batch = build_records(request.timeseries, settings, int(time.time() * 1000), series_cache)
+        # The records own everything they need: free the parsed request (tens of MB for the
+        # largest) before the calls to Timestream start.
+        del request
+        if batch.record_count == 0:
+            return WriteResult(dropped=batch.dropped, refused=batch.refused).outcome()
+        return writer.write(clients.write_sender(credentials), batch).outcome()
+    except ConnectorError as error:
+        return Outcome.failed(error)
 
 
 def handle_read(
@@ -60,23 +67,31 @@ def handle_read(
     settings: Settings,
     clients: ClientCache,
     columns_cache: ColumnsCache,
-) -> tuple[bytes, dict[str, int]]:
-    """Answer one remote read request: the snappy-compressed ReadResponse and what to log."""
+) -> Outcome:
+    """Answer one remote read request with a snappy-compressed ReadResponse."""
     # Imported here: the reader (and its regex translation) is not needed to start or to write.
     from chalicelib.reader import read
 
-    credentials = credentials_from(headers, settings)
-    request = decode_read_request(body, *_body_headers(headers), settings.max_decompressed_bytes)
-    response = read(
-        request,
-        settings,
-        clients.get(QUERY_SERVICE, credentials),
-        columns_cache,
-        cache_scope=credentials.access_key_id if credentials else "",
+    try:
+        credentials = credentials_from(headers, settings)
+        request = decode_read_request(body, *_body_headers(headers), settings.max_decompressed_bytes)
+        response = read(
+            request,
+            settings,
+            clients.query_client(credentials),
+            columns_cache,
+            cache_scope=credentials.cache_key if credentials else "",
+        )
+        encoded = encode_response(response)
+    except ConnectorError as error:
+        return Outcome.failed(error)
+    return Outcome(
+        200,
+        body=encoded,
+        headers=_READ_ANSWER_HEADERS,
+        log_fields={
+            "queries": len(request.queries),
+            "series": sum(len(result.timeseries) for result in response.results),
+            "response_bytes": len(encoded),
+        },
     )
-    encoded = encode_response(response)
-    return encoded, {
-        "queries": len(request.queries),
-        "series": sum(len(result.timeseries) for result in response.results),
-        "response_bytes": len(encoded),
-    }

@@ -44,16 +44,7 @@ from typing import Any
 
 from chalicelib.config import Settings
 from chalicelib.destinations import is_valid_destination
-from chalicelib.errors import (
-    FORBIDDEN_AWS_CODES,
-    TRANSIENT_AWS_CODES,
-    BadRequest,
-    ConnectorError,
-    Forbidden,
-    NotFound,
-    PayloadTooLarge,
-    ServiceUnavailable,
-)
+from chalicelib.errors import BadRequest, ConnectorError, PayloadTooLarge, classify
 from chalicelib.logs import log_event
 from chalicelib.prompb import prometheus_remote_pb2 as pb
 from chalicelib.regex import compile_regex
@@ -381,59 +372,10 @@ class ColumnsCache:
 # --------------------------------------------------------------------------------------------
 # Calling Timestream
 
-# A query cancelled under us: running it again can succeed.
-_TRANSIENT_CODES = TRANSIENT_AWS_CODES | {"ConflictException"}
-# Timestream answers a query on a missing database or table with a ValidationException such as
-# "Requested database 'abc' not found for identifier 'abc.tbl' at line 1:15".
-_MISSING_RESOURCE = re.compile(
-    r"not found for identifier|\b(database|table)\b[^.]*\b(does not exist|not found)", re.IGNORECASE
-)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())[:500]
-
-
 def map_aws_error(error: Exception, database: str = "", table: str = "") -> ConnectorError | None:
     """The ConnectorError for an exception raised by a timestream-query call, or None when the
-    exception is not an AWS/botocore error (a bug, to be raised as is).
-
-    Throttling, 5xx and timeouts are transient (503); refused credentials 403; a missing database
-    or table 404; an invalid query 400. Messages for refused credentials carry only the error
-    code, never AWS's text (which can quote request details)."""
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        ConnectionError,
-        HTTPClientError,
-        NoCredentialsError,
-        PartialCredentialsError,
-    )
-
-    where = f"{database}.{table}" if database else "Timestream"
-    if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
-        code = details.get("Code", "") or "UnknownError"
-        message = _one_line(details.get("Message", "") or code)
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0
-        if code in _TRANSIENT_CODES or status >= 500:
-            return ServiceUnavailable(f"Timestream is busy or unavailable, retry later ({code}: {message})")
-        if code in FORBIDDEN_AWS_CODES or status == 403:
-            return Forbidden(f"AWS refused the credentials or the action on {where} ({code})")
-        if code == "ResourceNotFoundException" or status == 404 or (
-            code == "ValidationException" and _MISSING_RESOURCE.search(message)
-        ):
-            return NotFound(f"Timestream database or table {where} does not exist ({message})")
-        if code == "QueryExecutionException":
-            return BadRequest(f"Timestream could not run the query on {where}, narrow the query ({message})")
-        return BadRequest(f"Timestream refused the query on {where} ({code}: {message})")
-    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
-        return Forbidden("no usable AWS credentials for Timestream")
-    if isinstance(error, (ConnectionError, HTTPClientError)):
-        return ServiceUnavailable(f"Timestream did not answer in time, retry later ({type(error).__name__})")
-    if isinstance(error, BotoCoreError):
-        return ServiceUnavailable(f"Timestream call failed ({type(error).__name__})")
-    return None
+    exception is not an AWS/botocore error (a bug, to be raised as is)."""
+    return classify(error, f"{database}.{table}" if database else "Timestream")
 
 
 def fetch_pages(

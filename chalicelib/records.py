@@ -178,9 +178,9 @@ class SeriesCache:
     an LRU's bookkeeping on every hit.
     """
 
-    def __init__(self, settings: Settings, max_entries: int = 50_000) -> None:
+    def __init__(self, settings: Settings, max_entries: int | None = None) -> None:
         self._settings = settings
-        self._max_entries = max_entries
+        self._max_entries = max_entries or settings.series_cache_size
         self._entries: dict[tuple[bytes, ...], MappedSeries] = {}
         # One shared object per distinct (name, value): most pairs (job, env, cluster...) repeat
         # across thousands of series, and these objects stay in memory as long as the cache.

@@ -4,15 +4,11 @@ botocore's generic JSON serializer and parameter validation cost ~120 µs per re
 everything else on the write path together. The records are already checked against every
 Timestream limit (records.py), so the body is written here directly as JSON text, with the
 dimensions that all records of a call share moved to `CommonAttributes`.
-
-`write_records_params` is the straightforward equivalent (plain dicts for botocore's
-`client.write_records`), kept for tests: both must describe the same records.
 """
 
 from __future__ import annotations
 
 from json.encoder import encode_basestring as _json_string
-from typing import Any
 
 from chalicelib.records import MappedSeries, Record
 
@@ -76,34 +72,3 @@ def write_records_body(database: str, table: str, records: list[Record]) -> byte
         f'"TimeUnit":"{_TIME_UNIT}"}},"Records":[{",".join(parts)}]}}'
     )
     return body.encode()
-
-
-def write_records_params(database: str, table: str, records: list[Record]) -> dict[str, Any]:
-    """The same call as plain parameters for botocore's own serializer (the straightforward path)."""
-    return {
-        "DatabaseName": database,
-        "TableName": table,
-        "CommonAttributes": {"MeasureValueType": _MEASURE_VALUE_TYPE, "TimeUnit": _TIME_UNIT},
-        "Records": [
-            {
-                "Dimensions": [
-                    {"Name": name, "Value": dim_value, "DimensionValueType": "VARCHAR"}
-                    for name, dim_value in series.dimensions
-                ],
-                "MeasureName": series.measure_name,
-                "MeasureValue": value,
-                "Time": time,
-            }
-            for series, value, time in records
-        ],
-    }
-
-
-def send_fast(sender: Any, database: str, table: str, records: list[Record]) -> None:
-    """One WriteRecords call: body built here, sent by transport.WriteRecordsSender."""
-    sender.send(write_records_body(database, table, records))
-
-
-def send_with_botocore_serializer(client: Any, database: str, table: str, records: list[Record]) -> None:
-    """One WriteRecords call serialised by botocore (the straightforward path)."""
-    client.write_records(**write_records_params(database, table, records))

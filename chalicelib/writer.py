@@ -15,34 +15,39 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.destinations import Destination
-from chalicelib.errors import FORBIDDEN_AWS_CODES, TRANSIENT_AWS_CODES
+from chalicelib.errors import REJECTED_RECORDS, ConnectorError, ServiceUnavailable, TimestreamError, classify
+from chalicelib.outcome import Outcome
 from chalicelib.records import Record, RecordBatch
-from chalicelib.write_body import send_fast
-
-# (target, database, table, records): one WriteRecords call; raises what botocore raises.
-# The target is a transport.WriteRecordsSender (fast path) or a botocore client.
-Send = Callable[[Any, str, str, list[Record]], None]
 
 MAX_RECORDS_PER_CALL = 100
 
-TRANSIENT = "transient"
-NOT_FOUND = "not_found"
-FORBIDDEN = "forbidden"
-INVALID = "invalid"
-
 _BACKOFF_BASE_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 2.0
+# When failures of several kinds mix, the status that lets the most data through wins: a
+# transient failure is retried by Prometheus (and the rest rewritten identically), so it beats
+# every permanent one; among permanent ones, the one that needs the operator most.
+_STATUS_PRECEDENCE = (503, 403, 404, 400)
+
+
+class Sender(Protocol):
+    """Makes one WriteRecords call (at most 100 records, all within Timestream's limits).
+
+    Raises errors.TimestreamError for an error answer (with `rejected_records` for a
+    RejectedRecordsException) and errors.TimestreamUnreachable when there is no answer."""
+
+    def write_records(self, database: str, table: str, records: list[Record]) -> None: ...
 
 
 @dataclass
 class Failure:
-    kind: str
+    """Records of one call that were not stored, and why."""
+
+    error: ConnectorError
     destination: Destination
     records: int
-    message: str
 
 
 @dataclass
@@ -61,16 +66,10 @@ class WriteResult:
 
     def status(self) -> int:
         """The HTTP status: transient beats permanent so Prometheus retries what can succeed."""
-        kinds = {failure.kind for failure in self.failures}
-        if TRANSIENT in kinds:
-            return 503
-        if FORBIDDEN in kinds:
-            return 403
-        if NOT_FOUND in kinds:
-            return 404
-        if INVALID in kinds or self.refused or self.rejected:
-            return 400
-        return 204
+        statuses = {failure.error.status for failure in self.failures}
+        if self.refused or self.rejected:
+            statuses.add(400)
+        return next((status for status in _STATUS_PRECEDENCE if status in statuses), 204)
 
     def log_fields(self) -> dict[str, Any]:
         return {
@@ -89,13 +88,10 @@ class WriteResult:
         if status == 204:
             return ""
         parts = []
-        wanted = {503: TRANSIENT, 403: FORBIDDEN, 404: NOT_FOUND, 400: INVALID}[status]
-        for failure in self.failures:
-            if failure.kind == wanted:
-                parts.append(
-                    f"{failure.destination[0]}.{failure.destination[1]}: {failure.message}"
-                )
-                break
+        deciding = next((f for f in self.failures if f.error.status == status), None)
+        if deciding is not None:
+            database, table = deciding.destination
+            parts.append(f"{database}.{table}: {deciding.error.message}")
         if self.refused:
             reasons = ", ".join(f"{reason}={count}" for reason, count in sorted(self.refused.items()))
             parts.append(f"samples refused: {reasons}")
@@ -107,6 +103,14 @@ class WriteResult:
             parts.append(f"{not_stored} records not stored")
         parts.append(f"{self.written} records written")
         return "; ".join(parts)
+
+    def outcome(self) -> Outcome:
+        status = self.status()
+        fields = self.log_fields()
+        failure_reasons = sorted({f.error.reason for f in self.failures})
+        if failure_reasons:
+            fields["failures"] = failure_reasons
+        return Outcome(status, self.error_message(), log_fields=fields)
 
 
 def _rejection_reason(message: str) -> str:
@@ -127,33 +131,6 @@ class _CallOutcome:
     failure: Failure | None = None
 
 
-def classify_error(error: Exception) -> tuple[str, str]:
-    """(kind, one-line message) for an exception raised by a WriteRecords call."""
-    from botocore.exceptions import (
-        ClientError,
-        ConnectionError,
-        EndpointConnectionError,
-        HTTPClientError,
-        ReadTimeoutError,
-    )
-
-    if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
-        code = details.get("Code", "")
-        message = details.get("Message", "") or code
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in TRANSIENT_AWS_CODES or status >= 500:
-            return TRANSIENT, f"{code}: {message}"
-        if code in FORBIDDEN_AWS_CODES or status == 403:
-            return FORBIDDEN, f"{code}: {message}"
-        if code == "ResourceNotFoundException" or status == 404:
-            return NOT_FOUND, f"{code}: {message}"
-        return INVALID, f"{code}: {message}"
-    if isinstance(error, (EndpointConnectionError, ReadTimeoutError, ConnectionError, HTTPClientError)):
-        return TRANSIENT, f"{type(error).__name__}: {error}"
-    raise error
-
-
 class Writer:
     """Sends a RecordBatch to Timestream. Holds the thread pool, reused across requests."""
 
@@ -164,9 +141,7 @@ class Writer:
         attempt_seconds: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        send: Send = send_fast,
     ) -> None:
-        self._send = send
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="write")
         self._budget = budget_seconds
         # Worst-case duration of one attempt: a retry is only started if it can finish in time.
@@ -174,7 +149,7 @@ class Writer:
         self._clock = clock
         self._sleep = sleep
 
-    def write(self, client: Any, batch: RecordBatch) -> WriteResult:
+    def write(self, sender: Sender, batch: RecordBatch) -> WriteResult:
         result = WriteResult(dropped=batch.dropped, refused=batch.refused)
         deadline = self._clock() + self._budget
         calls = [
@@ -184,10 +159,10 @@ class Writer:
         ]
         result.calls = len(calls)
         if len(calls) == 1:
-            outcomes = [self._call(client, *calls[0], deadline)]
+            outcomes = [self._call(sender, *calls[0], deadline)]
         else:
             outcomes = list(
-                self._pool.map(lambda call: self._call(client, *call, deadline), calls)
+                self._pool.map(lambda call: self._call(sender, *call, deadline), calls)
             )
         for (destination, _records), outcome in zip(calls, outcomes, strict=True):
             result.written += outcome.written
@@ -200,50 +175,47 @@ class Writer:
         return result
 
     def _call(
-        self, client: Any, destination: Destination, records: list[Record], deadline: float
+        self, sender: Sender, destination: Destination, records: list[Record], deadline: float
     ) -> _CallOutcome:
         outcome = _CallOutcome()
         attempt = 0
+        where = f"{destination[0]}.{destination[1]}"
         while True:
             try:
-                self._send(client, destination[0], destination[1], records)
+                sender.write_records(destination[0], destination[1], records)
                 outcome.written = len(records)
                 return outcome
             except Exception as error:  # classified below; anything unknown is re-raised
-                if _is_rejected_records(error):
+                if isinstance(error, TimestreamError) and error.code == REJECTED_RECORDS:
                     return _account_rejections(outcome, error, len(records))
-                kind, message = classify_error(error)
-            if kind != TRANSIENT:
-                outcome.failure = Failure(kind, destination, len(records), message)
+                connector_error = classify(error, where)
+                if connector_error is None:
+                    raise
+            if not isinstance(connector_error, ServiceUnavailable):
+                outcome.failure = Failure(connector_error, destination, len(records))
                 return outcome
             backoff = random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt))
             if self._clock() + backoff + self._attempt_seconds > deadline:
-                outcome.failure = Failure(
-                    kind, destination, len(records), f"{message} (gave up after {attempt + 1} attempts)"
-                )
+                message = f"{connector_error.message} (gave up after {attempt + 1} attempts)"
+                gave_up = ServiceUnavailable(message, connector_error.reason)
+                outcome.failure = Failure(gave_up, destination, len(records))
                 return outcome
             self._sleep(backoff)
             attempt += 1
             outcome.retries += 1
 
 
-def _is_rejected_records(error: Exception) -> bool:
-    response = getattr(error, "response", None)
-    return isinstance(response, dict) and response.get("Error", {}).get("Code") == "RejectedRecordsException"
-
-
-def _account_rejections(outcome: _CallOutcome, error: Any, total: int) -> _CallOutcome:
+def _account_rejections(outcome: _CallOutcome, error: TimestreamError, total: int) -> _CallOutcome:
     """Timestream writes the valid records of a call and lists the ones it refused."""
-    rejected = error.response.get("RejectedRecords", [])
-    if not rejected:
+    if not error.rejected_records:
         # Nothing says which records stood: count them all as rejected rather than guess.
         outcome.rejected["other"] += total
-        outcome.rejected_example = error.response.get("Error", {}).get("Message", "")
+        outcome.rejected_example = error.message
         return outcome
-    for entry in rejected:
-        reason = entry.get("Reason", "")
-        outcome.rejected[_rejection_reason(reason)] += 1
+    for entry in error.rejected_records:
+        outcome.rejected[_rejection_reason(entry.reason)] += 1
         if not outcome.rejected_example:
-            outcome.rejected_example = f"record {entry.get('RecordIndex')}: {reason}"
-    outcome.written = total - len(rejected)
+            outcome.rejected_example = f"record {entry.index}: {entry.reason}"
+    # Distinct indexes: a record listed twice was still only one record not stored.
+    outcome.written = max(0, total - len({entry.index for entry in error.rejected_records}))
     return outcome

@@ -10,7 +10,7 @@ from chalicelib import records as r
 from chalicelib.config import Settings
 from chalicelib.errors import BadRequest
 from chalicelib.prompb.prometheus_remote_pb2 import Label, TimeSeries
-from chalicelib.write_body import write_records_params
+from tests.botocore_reference import write_records_params
 from tests.helpers import label_bytes_view, make_series
 
 NOW = 1_800_000_000_000

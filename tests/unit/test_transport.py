@@ -3,29 +3,35 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import botocore.session
 import pytest
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
-from chalicelib.transport import EndpointCache, HttpClient, WriteRecordsSender, discovery_url
+from chalicelib.errors import TimestreamError, TimestreamUnreachable
+from chalicelib.records import MappedSeries
+from chalicelib.transport import EndpointCache, HttpSessions, WriteRecordsSender, discovery_url
+from chalicelib.write_body import write_records_body
 
-BODY = b'{"DatabaseName":"prometheus","TableName":"metrics","Records":[]}'
+DEST = ("prometheus", "metrics")
+RECORDS = [(MappedSeries(DEST, None, "up", (("job", "node"),)), "1.0", "1800000000000")]
+BODY = write_records_body(*DEST, RECORDS)
 
 
 class FakeTimestream(BaseHTTPRequestHandler):
     """Records each request; answers with the server's queued (status, body) or 200."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.requests.append((dict(self.headers), body))
+        self.server.paths.append(self.path)
+        self.server.ports.add(self.client_address[1])
         status, payload = self.server.answers.pop(0) if self.server.answers else (200, {"RecordsIngested": {}})
         if status == "hang":
             threading.Event().wait(payload)
             status, payload = 200, {}
-        data = json.dumps(payload).encode()
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/x-amz-json-1.0")
         self.send_header("Content-Length", str(len(data)))
@@ -41,7 +47,8 @@ class FakeTimestream(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeTimestream)
-    httpd.requests, httpd.answers, httpd.close_after_answer = [], [], False
+    httpd.requests, httpd.answers, httpd.paths, httpd.ports = [], [], [], set()
+    httpd.close_after_answer = False
     httpd.daemon_threads = True
     httpd.handle_error = lambda request, address: None  # clients that hang up are part of the tests
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -51,64 +58,51 @@ def server():
     httpd.server_close()
 
 
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_machine(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy",
+                 "AWS_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def url(server):
     return f"http://127.0.0.1:{server.server_address[1]}"
-
-
-clients_made = []
-
-
-def botocore_client():
-    clients_made.append(1)
-    return botocore.session.get_session().create_client(
-        "timestream-write", region_name="eu-west-1", endpoint_url="http://127.0.0.1:1",
-        aws_access_key_id="AKIATESTEXAMPLE00001", aws_secret_access_key="secret",
-    )
 
 
 def make_sender(endpoint, endpoints=None, discovery=None, read_timeout=2.0):
     return WriteRecordsSender(
         Credentials("AKIATESTEXAMPLE00001", "secret"), "eu-west-1", endpoints or EndpointCache(endpoint),
-        HttpClient(connect_timeout=1.0, read_timeout=read_timeout), botocore_client, discovery,
+        HttpSessions(connect_timeout=1.0, read_timeout=read_timeout, max_connections=4), discovery,
     )
 
 
-def test_body_is_sent_as_is_and_signed_for_timestream(server):
-    clients_made.clear()
-    make_sender(url(server)).send(BODY)
+def send(sender):
+    sender.write_records(*DEST, RECORDS)
+
+
+def test_body_is_the_prebuilt_json_signed_for_timestream(server):
+    send(make_sender(url(server)))
     ((headers, body),) = server.requests
     assert body == BODY
     assert headers["X-Amz-Target"] == "Timestream_20181101.WriteRecords"
     assert headers["Content-Type"] == "application/x-amz-json-1.0"
     assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIATESTEXAMPLE00001/")
     assert "/eu-west-1/timestream/aws4_request" in headers["Authorization"]
-    assert clients_made == [], "no botocore client is created on the happy path"
 
 
 def test_connections_are_reused_across_calls(server):
     sender = make_sender(url(server))
-    ports = set()
-    original = FakeTimestream.do_POST
-
-    def remember_port(handler):
-        ports.add(handler.client_address[1])
-        original(handler)
-
-    FakeTimestream.do_POST = remember_port
-    try:
-        for _ in range(3):
-            sender.send(BODY)
-    finally:
-        FakeTimestream.do_POST = original
+    for _ in range(3):
+        send(sender)
     assert len(server.requests) == 3
-    assert len(ports) == 1
+    assert len(server.ports) == 1
 
 
 def test_a_connection_closed_by_the_server_is_replaced_and_the_call_sent_again(server):
     server.close_after_answer = True
     sender = make_sender(url(server))
     for _ in range(3):
-        sender.send(BODY)
+        send(sender)
     assert len(server.requests) == 3
 
 
@@ -117,41 +111,46 @@ def test_a_connection_closed_by_the_server_is_replaced_and_the_call_sent_again(s
     [(400, "ThrottlingException"), (500, "InternalServerException"), (404, "ResourceNotFoundException"),
      (403, "AccessDeniedException"), (400, "ValidationException")],
 )
-def test_errors_raise_the_client_error_botocore_would(server, status, code):
+def test_error_answers_are_parsed_into_typed_errors(server, status, code):
     server.answers.append((status, {"__type": f"com.amazonaws.timestream.v20181101#{code}", "message": "why"}))
-    with pytest.raises(ClientError) as raised:
-        make_sender(url(server)).send(BODY)
+    with pytest.raises(TimestreamError) as raised:
+        send(make_sender(url(server)))
     error = raised.value
-    assert error.response["Error"] == {"Code": code, "Message": "why"}
-    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == status
-    assert type(error).__name__ == code
+    assert (error.code, error.message, error.http_status, error.rejected_records) == (code, "why", status, ())
+
+
+def test_an_error_body_that_is_not_json_still_raises_a_typed_error_with_its_status(server):
+    server.answers.append((502, b"<html>Bad Gateway</html>"))
+    with pytest.raises(TimestreamError) as raised:
+        send(make_sender(url(server)))
+    assert (raised.value.code, raised.value.http_status) == ("HTTP502", 502)
 
 
 def test_rejected_records_carry_their_indexes_and_reasons(server):
     rejected = [{"RecordIndex": 4, "Reason": "version conflict", "ExistingVersion": 2}]
     server.answers.append((419, {"__type": "RejectedRecordsException", "message": "rejected",
                                  "RejectedRecords": rejected}))
-    with pytest.raises(ClientError) as raised:
-        make_sender(url(server)).send(BODY)
-    assert raised.value.response["Error"]["Code"] == "RejectedRecordsException"
-    assert raised.value.response["RejectedRecords"] == rejected
+    with pytest.raises(TimestreamError) as raised:
+        send(make_sender(url(server)))
+    assert raised.value.code == "RejectedRecordsException"
+    assert [(r.index, r.reason) for r in raised.value.rejected_records] == [(4, "version conflict")]
 
 
-def test_unreachable_endpoint_is_a_connection_error():
+def test_unreachable_endpoint_is_timestream_unreachable():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound, never listening: connection refused
-        with pytest.raises(EndpointConnectionError):
-            make_sender(f"http://127.0.0.1:{port}").send(BODY)
+        with pytest.raises(TimestreamUnreachable):
+            send(make_sender(f"http://127.0.0.1:{port}"))
 
 
-def test_an_answer_slower_than_the_read_timeout_is_a_read_timeout(server):
+def test_an_answer_slower_than_the_read_timeout_is_timestream_unreachable(server):
     server.answers.append(("hang", 2))
-    with pytest.raises(ReadTimeoutError):
-        make_sender(url(server), read_timeout=0.3).send(BODY)
+    with pytest.raises(TimestreamUnreachable, match="ReadTimeout"):
+        send(make_sender(url(server), read_timeout=0.3))
 
 
-def test_a_server_that_hangs_up_on_a_new_connection_is_a_connection_error():
+def test_a_server_that_hangs_up_on_a_new_connection_is_timestream_unreachable():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -164,8 +163,8 @@ def test_a_server_that_hangs_up_on_a_new_connection_is_a_connection_error():
     thread = threading.Thread(target=hang_up, daemon=True)
     thread.start()
     try:
-        with pytest.raises(ConnectionClosedError):
-            make_sender(f"http://127.0.0.1:{listener.getsockname()[1]}").send(BODY)
+        with pytest.raises(TimestreamUnreachable):
+            send(make_sender(f"http://127.0.0.1:{listener.getsockname()[1]}"))
     finally:
         listener.close()
 
@@ -199,7 +198,7 @@ def test_endpoint_is_discovered_once_and_cached_for_the_period_timestream_gives(
 def test_discovery_is_a_signed_describe_endpoints_call_and_its_answer_is_used(server):
     # Timestream answers a bare host name (used with https); a scheme, as here, is kept.
     server.answers.append((200, {"Endpoints": [{"Address": url(server), "CachePeriodInMinutes": 5}]}))
-    make_sender(None, endpoints=EndpointCache(None), discovery=url(server)).send(BODY)
+    send(make_sender(None, endpoints=EndpointCache(None), discovery=url(server)))
     (discovery, write) = server.requests
     assert discovery[0]["X-Amz-Target"] == "Timestream_20181101.DescribeEndpoints"
     assert discovery[0]["Authorization"].startswith("AWS4-HMAC-SHA256 ")
@@ -215,8 +214,8 @@ def test_an_invalid_endpoint_answer_forces_rediscovery(server):
     endpoints = EndpointCache(None)
     endpoints._discovered, endpoints._expires = url(server), float("inf")
     server.answers.append((421, {"__type": "InvalidEndpointException", "message": "moved"}))
-    with pytest.raises(ClientError):
-        make_sender(None, endpoints=endpoints).send(BODY)
+    with pytest.raises(TimestreamError):
+        send(make_sender(None, endpoints=endpoints))
     assert endpoints._discovered is None
 
 
@@ -228,7 +227,31 @@ def test_a_configured_endpoint_turns_discovery_off():
 
 
 def test_connections_disable_nagle_so_the_body_is_not_held_for_a_delayed_ack(server):
-    http_client = HttpClient(connect_timeout=1.0, read_timeout=2.0)
-    http_client.post(url(server) + "/", {"Content-Type": "application/x-amz-json-1.0"}, BODY)
-    (connection,) = http_client._connections.open.values()
+    sessions = HttpSessions(connect_timeout=1.0, read_timeout=2.0, max_connections=1)
+    send(WriteRecordsSender(Credentials("AKIATESTEXAMPLE00001", "s"), "eu-west-1", EndpointCache(url(server)),
+                            sessions))
+    pool = sessions.session(url(server))._manager.connection_from_url(url(server))
+    (connection,) = [c for c in pool.pool.queue if c is not None]
     assert connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+def test_an_http_proxy_from_the_environment_carries_the_calls(server, monkeypatch):
+    # The "proxy" is the fake server: a proxied plain-HTTP request names the absolute URL.
+    monkeypatch.setenv("HTTP_PROXY", url(server))
+    send(make_sender("http://timestream.example.invalid:8443"))
+    assert server.paths == ["http://timestream.example.invalid:8443/"]
+
+
+def test_no_proxy_sends_straight_to_the_endpoint(server, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    send(make_sender(url(server)))
+    assert server.paths == ["/"]
+
+
+def test_aws_ca_bundle_decides_which_certificates_are_trusted(monkeypatch, tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(bundle))
+    session = HttpSessions(connect_timeout=1.0, read_timeout=1.0, max_connections=1).session("https://x.invalid")
+    assert session._verify == str(bundle)

@@ -5,11 +5,8 @@ from hypothesis import strategies as st
 
 from chalicelib.config import Settings
 from chalicelib.records import build_records
-from chalicelib.write_body import (
-    shared_dimensions,
-    write_records_body,
-    write_records_params,
-)
+from chalicelib.write_body import shared_dimensions, write_records_body
+from tests.botocore_reference import write_records_params
 from tests.helpers import label_bytes_view, make_series
 
 NOW = 1_800_000_000_000

@@ -1,6 +1,6 @@
 """`make bench`: what the /write path costs, next to Prometheus's own remote-write receiver.
 
-One run, one machine, five measurements (issue 6):
+One run, one machine, five measurements:
 
 1. CPU per sample of the whole /write path over HTTP: `chalice local` (one process, no
    autoreload) writing to a fast Timestream stand-in (bench/standin.py, another process). CPU
@@ -67,7 +67,7 @@ HEADERS = {
     "Authorization": "Basic " + base64.b64encode(f"{ACCESS_KEY_ID}:{SECRET_ACCESS_KEY}".encode()).decode(),
 }
 
-# Targets from issue 6.
+# The targets the write path is held to.
 TARGET_LATENCY_MS = 150.0
 TARGET_COLD_START_MS = 500.0
 TARGET_PEAK_MIB = 256.0
@@ -377,7 +377,7 @@ def verdict(ok: bool) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Benchmark of the /write path (issue 6).")
+    parser = argparse.ArgumentParser(description="Benchmark of the /write path.")
     parser.add_argument("--sets", type=int, default=10, help="distinct requests per round (default 10)")
     parser.add_argument("--min-passes", type=int, default=4,
                         help="measured passes (one round of --sets requests each) after the warm-up")
@@ -408,7 +408,7 @@ def main() -> int:
         parser.error(f"{project} has no app.py")
 
     started = time.monotonic()
-    print("== make bench: /write path (issue 6) ==", flush=True)
+    print("== make bench: /write path ==", flush=True)
     for line in machine_info():
         print(line)
     print(f"load average at start: {load_average()}", flush=True)

@@ -39,9 +39,11 @@ from tests.helpers import write_request
 settings = load_settings({"AWS_REGION": "us-east-1", "TIMESTREAM_WRITE_ENDPOINT": sys.argv[1],
                           "DEFAULT_DATABASE": "prometheus", "DEFAULT_TABLE": "metrics"})
 now = int(time.time() * 1000)
-body = snappy.compress(write_request([([("__name__", "up"), ("job", "node")], [(1.0, now)])]).SerializeToString())
+message = write_request([([("__name__", "up"), ("job", "node")], [(1.0, now)])])
+body = snappy.compress(message.SerializeToString())
 token = base64.b64encode(b"AKIAFIRSTTHROTTLE000:secret").decode()
-headers = {"content-type": "application/x-protobuf", "content-encoding": "snappy", "authorization": "Basic " + token}
+headers = {"content-type": "application/x-protobuf", "content-encoding": "snappy",
+           "authorization": "Basic " + token}
 # A budget shorter than one attempt: exactly one call, so the time is the error path's alone.
 writer = Writer(concurrency=1, budget_seconds=0.5, attempt_seconds=30)
 started = time.perf_counter()

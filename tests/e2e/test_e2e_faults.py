@@ -1,4 +1,4 @@
-"""Faults lose nothing (scenario 4 of issue 4).
+"""Faults lose nothing.
 
 Prometheus scrapes itself every second and writes through the connector while the Timestream
 stand-in throttles, then fails with 500 after storing, then stalls a write while the connector

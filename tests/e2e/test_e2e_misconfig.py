@@ -1,4 +1,4 @@
-"""Misconfiguration is loud (scenario 6 of issue 4).
+"""Misconfiguration is loud.
 
 One Prometheus writes its own samples through five remote-write queues, each misconfigured in
 one way, each through its own tap proxy so the test sees the connector's exact answer. For every

@@ -1,4 +1,4 @@
-"""Prometheus 2.42 remote-writes through the connector (scenarios 1, 2 and 5 of issue 4).
+"""Prometheus 2.42 remote-writes through the connector.
 
 One Prometheus run feeds all three checks, to keep the suite short on a 2-core machine:
 Prometheus scrapes itself (job `prometheus`) and a small exporter (job `exporter`) every second;
@@ -183,7 +183,7 @@ def _assert_routed(stored: list[StoredRecord], job: str, known_series: set) -> N
 
 
 def test_self_scrape_lands_in_named_table_exactly_once(run: Run) -> None:
-    """Scenario 1: every sample Prometheus scraped from itself in the window is in the named
+    """Every sample Prometheus scraped from itself in the window is in the named
     table, once, with identical value and time, dimensions = its labels minus __name__ and the
     routing labels; Prometheus counts no failed sample."""
     _assert_routed(run.stored_self, "prometheus", run.prom_all_series)
@@ -201,7 +201,7 @@ def test_self_scrape_lands_in_named_table_exactly_once(run: Run) -> None:
 
 
 def test_two_jobs_go_to_their_own_tables(run: Run) -> None:
-    """Scenario 2: each table holds only its job, all of it, with values bit-for-bit (the
+    """Each table holds only its job, all of it, with values bit-for-bit (the
     exporter serves values that fixed-decimal formatting would change) and label values that
     need escaping unchanged."""
     _assert_routed(run.stored_exporter, "exporter", run.prom_all_series)
@@ -224,7 +224,7 @@ def test_two_jobs_go_to_their_own_tables(run: Run) -> None:
 
 
 def test_stale_markers_and_metadata_only_requests_succeed(run: Run) -> None:
-    """Scenario 5: the exporter disappeared, Prometheus sent stale markers; the requests that
+    """The exporter disappeared, Prometheus sent stale markers; the requests that
     carried them succeeded, the markers were dropped (nothing non-finite is stored) and counted
     in the connector's log. Metadata-only requests succeed too."""
     stale_requests = [r for r in run.requests if sum(r.stale.values())]

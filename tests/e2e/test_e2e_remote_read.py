@@ -1,4 +1,4 @@
-"""Prometheus 2.42 reads back through the connector what another Prometheus wrote (issue 5).
+"""Prometheus 2.42 reads back through the connector what another Prometheus wrote.
 
 Prometheus A scrapes itself every second and remote-writes through the connector (basic auth,
 routing labels added by write_relabel_configs) into the local Timestream: the emulator

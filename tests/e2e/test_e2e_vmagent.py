@@ -1,5 +1,4 @@
-"""vmagent (Debian `victoria-metrics`) remote-writes through the connector (scenario 3 of
-issue 4): it scrapes itself every second, adds the routing labels with `-remoteWrite.label`,
+"""vmagent (Debian `victoria-metrics`) remote-writes through the connector: it scrapes itself every second, adds the routing labels with `-remoteWrite.label`,
 and every finite sample it sent lands once in a third table, without the routing labels.
 """
 

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib import USER_AGENT_PRODUCT
 from chalicelib.auth import AccessKey
 from chalicelib.config import Settings
 from chalicelib.errors import ConnectorError
@@ -66,7 +67,9 @@ class ClientCache:
         if credentials is not None:
             from botocore.credentials import Credentials
 
-            signing_credentials = Credentials(credentials.access_key_id, credentials.secret_access_key)
+            signing_credentials = Credentials(
+                credentials.access_key_id, credentials.secret_access_key, credentials.session_token
+            )
         else:
             signing_credentials = self._botocore_session().get_credentials()
             if signing_credentials is None:
@@ -102,6 +105,7 @@ class ClientCache:
             retries={"total_max_attempts": settings.query_max_attempts, "mode": "standard"},
             max_pool_connections=max(10, settings.write_concurrency),
             tcp_keepalive=True,
+            user_agent_extra=USER_AGENT_PRODUCT,
             # Timestream requires endpoint discovery unless an endpoint is given explicitly.
             endpoint_discovery_enabled=endpoint is None,
         )
@@ -110,6 +114,7 @@ class ClientCache:
             keys = {
                 "aws_access_key_id": credentials.access_key_id,
                 "aws_secret_access_key": credentials.secret_access_key,
+                "aws_session_token": credentials.session_token,
             }
         try:
             client = session.create_client(

@@ -32,8 +32,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ConnectionClosedError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from botocore.httpsession import URLLib3Session
+from botocore.useragent import UserAgentString
 from botocore.utils import get_environ_proxies
 
+from chalicelib import USER_AGENT_PRODUCT
 from chalicelib.errors import TimestreamUnreachable, parse_error_response
 from chalicelib.records import Record
 from chalicelib.write_body import write_records_body
@@ -46,6 +48,10 @@ _ENDPOINT_GONE = frozenset({"InvalidEndpointException"})
 # What botocore's clients set on their sockets: the body's last segment must not wait for the
 # peer's delayed ACK (up to 40 ms a call), and idle pooled connections are kept probed.
 _SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1), (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+
+
+# botocore's own User-Agent (version, platform, language), then this connector's.
+USER_AGENT = f"{UserAgentString.from_environment().to_string()} {USER_AGENT_PRODUCT}"
 
 
 def discovery_url(region: str) -> str:
@@ -162,7 +168,11 @@ class WriteRecordsSender:
     def _call(self, url: str, operation: str, body: bytes) -> bytes:
         request = AWSRequest(
             method="POST", url=url + "/", data=body,
-            headers={"Content-Type": _CONTENT_TYPE, "X-Amz-Target": _TARGET_PREFIX + operation},
+            headers={
+                "Content-Type": _CONTENT_TYPE,
+                "X-Amz-Target": _TARGET_PREFIX + operation,
+                "User-Agent": USER_AGENT,
+            },
         )
         credentials = self._credentials
         # Refreshable (role) credentials are frozen per call so a rotation mid-sign is impossible.

@@ -23,9 +23,22 @@ def test_scheme_is_case_insensitive():
     assert parse_basic_authorization("basic " + token).access_key_id == ACCESS_KEY_ID
 
 
-def test_secret_may_contain_colons_after_the_first():
-    key = parse_basic_authorization(encoded(f"{ACCESS_KEY_ID}:a:b"))
-    assert key.secret_access_key == "a:b"
+def test_a_colon_in_the_password_separates_the_secret_from_a_session_token():
+    token = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQ=="
+    key = parse_basic_authorization(encoded(f"{ACCESS_KEY_ID}:wJalrXUtnFEMI/K7MDENG:{token}"))
+    assert (key.secret_access_key, key.session_token) == ("wJalrXUtnFEMI/K7MDENG", token)
+
+
+def test_a_password_without_a_colon_is_a_long_lived_key_without_token():
+    assert parse_basic_authorization(encoded(f"{ACCESS_KEY_ID}:wJalrXUtnFEMI/K7MDENG")).session_token is None
+
+
+@pytest.mark.parametrize("password", ["secret:", "secret:short", "secret:has space in it please", "secret:a:b" * 3])
+def test_a_malformed_session_token_is_401_without_repeating_it(password):
+    with pytest.raises(Unauthorized) as raised:
+        parse_basic_authorization(encoded(f"{ACCESS_KEY_ID}:{password}"))
+    assert "session token" in raised.value.message
+    assert password.partition(":")[2] not in raised.value.message or not password.partition(":")[2]
 
 
 @pytest.mark.parametrize(

@@ -255,3 +255,21 @@ def test_aws_ca_bundle_decides_which_certificates_are_trusted(monkeypatch, tmp_p
     monkeypatch.setenv("AWS_CA_BUNDLE", str(bundle))
     session = HttpSessions(connect_timeout=1.0, read_timeout=1.0, max_connections=1).session("https://x.invalid")
     assert session._verify == str(bundle)
+
+
+def test_temporary_credentials_send_their_session_token_signed(server):
+    credentials = Credentials("ASIATESTEXAMPLE00001", "secret", "session-token-value")
+    sender = WriteRecordsSender(credentials, "eu-west-1", EndpointCache(url(server)),
+                                HttpSessions(connect_timeout=1.0, read_timeout=1.0, max_connections=1))
+    send(sender)
+    ((headers, _),) = server.requests
+    assert headers["X-Amz-Security-Token"] == "session-token-value"
+    assert "x-amz-security-token" in headers["Authorization"].split("SignedHeaders=")[1].split(",")[0]
+
+
+def test_every_call_names_the_connector_after_botocore_in_its_user_agent(server):
+    send(make_sender(url(server)))
+    ((headers, _),) = server.requests
+    botocore_part, _, connector_part = headers["User-Agent"].rpartition(" ")
+    assert botocore_part.startswith("Botocore/")
+    assert connector_part.startswith("prometheus-timestream/")

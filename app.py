@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import CaseInsensitiveMapping, Request
 
-from chalicelib import logs
+from chalicelib import logs, metrics
 from chalicelib.clients import ClientCache
 from chalicelib.codec import PROTOBUF
 from chalicelib.config import load_settings
@@ -43,6 +43,13 @@ writer = Writer(
 _INTERNAL_ERROR = Outcome(
     500, "internal error, see the connector's logs: the request did not complete; it can be resent"
 )
+_NOT_FOUND = Outcome(
+    404,
+    "no such path: remote write goes to POST /write and remote read to POST /read "
+    "(append /write or /read to the API's URL)",
+)
+# The first request a process serves pays for the imports and clients; logs say which it was.
+_cold_start = True
 
 
 @cache
@@ -75,26 +82,39 @@ def _response(outcome: Outcome, error_line: str) -> Response:
 
 
 def _serve(route: str, handle: Callable[[], Outcome]) -> Response:
-    """Run one request's handler and log one JSON line. Handlers turn every refusal into an
-    Outcome; an exception here is a bug, answered 500 (Prometheus retries, nothing is lost)
-    without taking the process down."""
+    """Run one request's handler, log one JSON line and write its metrics. Handlers turn every
+    refusal into an Outcome; an exception here is a bug, answered 500 (Prometheus retries,
+    nothing is lost) without taking the process down."""
+    global _cold_start
     started = time.perf_counter()
+    context = app.lambda_context
+    request_id = getattr(context, "aws_request_id", None)
     try:
         outcome = handle()
     except Exception:
-        logs.logger.exception("unexpected error in /%s", route)
+        logs.logger.exception("unexpected error in /%s (request %s)", route, request_id)
         outcome = _INTERNAL_ERROR
+    duration_ms = round((time.perf_counter() - started) * 1000, 2)
     # One line, whatever AWS or a decoder put in the message: Prometheus logs it as one.
     error_line = " ".join(outcome.message.split())
     logs.log_event(
         logging.INFO if outcome.ok else logging.WARNING,
         route,
+        request_id=request_id,
+        cold_start=_cold_start,
         status=outcome.status,
         error=error_line if not outcome.ok else None,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        duration_ms=duration_ms,
         request_bytes=len(app.current_request.raw_body or b""),
         **outcome.log_fields,
     )
+    _cold_start = False
+    if settings.metrics_namespace:
+        for document in metrics.request_documents(
+            settings.metrics_namespace, settings.function_name, route, outcome.log_fields, duration_ms,
+            int(time.time() * 1000),
+        ):
+            logs.write_document(document)
     return _response(outcome, error_line)
 
 
@@ -110,3 +130,22 @@ def read() -> Response:
     request = app.current_request
     body, headers = request.raw_body, request.headers
     return _serve("read", lambda: handle_read(body, headers, settings, clients, columns_cache()))
+
+
+# Any other path or method, to at least a few levels deep: the app answers itself, naming the
+# right paths and never repeating a request header. Without these, API Gateway (and chalice
+# local) answer an unknown path with a 403 that quotes the Authorization header: the base64
+# access key and secret would end up in Prometheus's log. The templates' Gateway Responses
+# cover what is deeper still.
+_ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+_CATCH_ALL_PATHS = ["/", "/{p1}", "/{p1}/{p2}", "/{p1}/{p2}/{p3}", "/{p1}/{p2}/{p3}/{p4}"]
+
+
+def not_found(**_path: str) -> Response:
+    return _serve("not_found", lambda: _NOT_FOUND)
+
+
+for _depth, _path in enumerate(_CATCH_ALL_PATHS):
+    app.route(
+        _path, methods=_ANY_METHOD, content_types=["*/*"], name=f"not_found_{_depth}", authorizer=authorizer
+    )(not_found)

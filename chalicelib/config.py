@@ -7,6 +7,7 @@ request, so a bad deployment is visible immediately in the function's logs.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -48,11 +49,17 @@ class Settings:
     # Gateway's 29 s.
     query_timeout_seconds: float = 20.0
     query_max_attempts: int = 2
+    # CloudWatch namespace of the EMF metrics; None turns them off.
+    metrics_namespace: str | None = "PrometheusTimestream"
+    # The `Function` dimension of every metric: the Lambda function's name.
+    function_name: str = "prometheus-timestream"
     # Remote read answers (protobuf bytes) are capped below Lambda's 6 MB response limit.
     max_read_response_bytes: int = 4_000_000
 
 
 _AUTH_MODES = ("basic", "iam")
+# What CloudWatch accepts as a namespace; "AWS/" is reserved for AWS's own.
+_NAMESPACE = re.compile(r"[A-Za-z0-9._/#: -]{1,255}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -93,6 +100,20 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     if folded not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return folded
+
+
+def _namespace(env: Mapping[str, str], default: str | None) -> str | None:
+    if "METRICS_NAMESPACE" not in env:
+        return default
+    value = env["METRICS_NAMESPACE"].strip()
+    if not value:
+        return None
+    if not _NAMESPACE.fullmatch(value) or value.startswith("AWS/"):
+        raise ConfigError(
+            "METRICS_NAMESPACE must be 1-255 letters, digits or . _ - / # : and space, not starting "
+            f"with AWS/ (empty turns metrics off), got {value!r}"
+        )
+    return value
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -138,6 +159,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "QUERY_TIMEOUT_SECONDS", defaults.query_timeout_seconds, 0.1, 28.0
         ),
         query_max_attempts=_integer(env, "QUERY_MAX_ATTEMPTS", defaults.query_max_attempts, 1, 5),
+        metrics_namespace=_namespace(env, defaults.metrics_namespace),
+        function_name=_text(env, "AWS_LAMBDA_FUNCTION_NAME", defaults.function_name),
         # Above 4,000,000 the snappy + base64 + JSON envelope can pass Lambda's 6 MB limit.
         max_read_response_bytes=_integer(
             env, "MAX_READ_RESPONSE_BYTES", defaults.max_read_response_bytes, 1024, 4_000_000

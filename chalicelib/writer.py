@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from chalicelib.destinations import Destination
-from chalicelib.errors import REJECTED_RECORDS, ConnectorError, ServiceUnavailable, TimestreamError, classify
+from chalicelib.errors import (
+    REJECTED_RECORDS,
+    THROTTLED,
+    ConnectorError,
+    ServiceUnavailable,
+    TimestreamError,
+    classify,
+)
 from chalicelib.outcome import Outcome
 from chalicelib.records import Record, RecordBatch
 
@@ -60,6 +67,7 @@ class WriteResult:
     rejected: Counter[str] = field(default_factory=Counter)
     rejected_example: str = ""
     retries: int = 0
+    throttles: int = 0
     calls: int = 0
     failures: list[Failure] = field(default_factory=list)
     destinations: Counter[str] = field(default_factory=Counter)
@@ -78,6 +86,7 @@ class WriteResult:
             "refused": dict(self.refused),
             "rejected": dict(self.rejected),
             "retries": self.retries,
+            "throttles": self.throttles,
             "calls": self.calls,
             "destinations": dict(self.destinations),
         }
@@ -126,6 +135,7 @@ def _rejection_reason(message: str) -> str:
 class _CallOutcome:
     written: int = 0
     retries: int = 0
+    throttles: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     rejected_example: str = ""
     failure: Failure | None = None
@@ -168,6 +178,7 @@ class Writer:
             result.written += outcome.written
             result.destinations[f"{destination[0]}.{destination[1]}"] += outcome.written
             result.retries += outcome.retries
+            result.throttles += outcome.throttles
             result.rejected.update(outcome.rejected)
             result.rejected_example = result.rejected_example or outcome.rejected_example
             if outcome.failure is not None:
@@ -191,6 +202,8 @@ class Writer:
                 connector_error = classify(error, where)
                 if connector_error is None:
                     raise
+            if connector_error.reason == THROTTLED:
+                outcome.throttles += 1
             if not isinstance(connector_error, ServiceUnavailable):
                 outcome.failure = Failure(connector_error, destination, len(records))
                 return outcome

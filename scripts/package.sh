@@ -45,11 +45,25 @@ from chalice.package import TemplateDeepMerger, YAMLTemplateSerializer
 
 base_path, overlay_path, out_path = sys.argv[1:]
 serializer = YAMLTemplateSerializer()
-with open(base_path) as base, open(overlay_path) as overlay:
-    merged = TemplateDeepMerger().merge(
-        serializer.load_template(overlay.read(), overlay_path),
-        serializer.load_template(base.read(), base_path),
-    )
+overlay_template = serializer.load_template(open(overlay_path).read(), overlay_path)
+# Every route the app has (the catch-all ones included) is signed with SigV4, as chalice writes
+# it for an IAMAuthorizer: the list comes from app.py, so no route can be left open by omission.
+sys.path.insert(0, ".")
+from app import app  # noqa: E402
+
+paths = {
+    path: {method.lower(): {"security": [{"sigv4": []}]} for method in methods}
+    for path, methods in app.routes.items()
+}
+overlay_template["Resources"].setdefault("RestAPI", {}).setdefault("Properties", {})["DefinitionBody"] = {
+    "securityDefinitions": {
+        "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
+                  "x-amazon-apigateway-authtype": "awsSigv4"},
+    },
+    "paths": paths,
+}
+with open(base_path) as base:
+    merged = TemplateDeepMerger().merge(overlay_template, serializer.load_template(base.read(), base_path))
 with open(out_path, "w") as out:
     yaml.safe_dump(merged, out, sort_keys=False)
 PY

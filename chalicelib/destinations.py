@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import NamedTuple
 
 from chalicelib.config import Settings
 
-Destination = tuple[str, str]
 Labels = list[tuple[str, str]]
+
+
+class Destination(NamedTuple):
+    """A Timestream table. A plain pair underneath: hashable, cheap, and unpacks as
+    `database, table`, so it keys the writer's batches directly."""
+
+    database: str
+    table: str
+
 
 # Timestream database and table names: 3-256 characters of letters, digits, '_', '-' and '.'.
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{3,256}")
@@ -36,9 +45,10 @@ def route(labels: Labels, settings: Settings) -> tuple[Destination | None, Label
     table = table or settings.default_table
     if database is None or table is None:
         return None, kept
-    return (database, table), kept
+    return Destination(database, table), kept
 
 
 @lru_cache(maxsize=1024)
 def is_valid_destination(destination: Destination) -> bool:
+    """Whether both names follow Timestream's naming rules."""
     return all(_NAME.fullmatch(name) for name in destination)

@@ -19,7 +19,7 @@ from chalicelib.records import SeriesCache, build_records
 from chalicelib.writer import Writer, WriteResult
 
 if TYPE_CHECKING:
-    from chalicelib.reader import ColumnsCache
+    from chalicelib.query_client import ColumnsCache
 
 
 def credentials_from(headers: Mapping[str, str], settings: Settings) -> AccessKey | None:

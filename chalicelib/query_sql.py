@@ -13,7 +13,8 @@ One Prometheus query (time range + label matchers) becomes one `SELECT *`:
   an unknown column): its matcher is evaluated against "" here, and either drops out or makes
   the whole query provably empty (no SQL at all).
 * Regexes are anchored like Prometheus's and rewritten by regex.py into a pattern Timestream's
-  engine runs identically; plain-text regexes become equality so Timestream can prune by them.
+  engine runs identically, or refused (BadRequest) when that cannot be certain, never answered
+  differently; plain-text regexes become equality so Timestream can prune by them.
 * Literals are single-quoted with quotes doubled, identifiers double-quoted with double quotes
   doubled; text with NUL or lone surrogates is refused. No value can change the query's shape.
 """

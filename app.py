@@ -22,7 +22,7 @@ from chalicelib.records import SeriesCache
 from chalicelib.writer import Writer
 
 if TYPE_CHECKING:
-    from chalicelib.reader import ColumnsCache
+    from chalicelib.query_client import ColumnsCache
 
 settings = load_settings()
 logs.configure(settings.log_level)
@@ -54,11 +54,11 @@ _cold_start = True
 
 @cache
 def columns_cache() -> ColumnsCache:
-    """The remote-read column cache, created (and the reader imported) on the first /read: a
+    """The remote-read column cache, created (and the read path imported) on the first /read: a
     function that only receives writes never pays for it at cold start."""
-    from chalicelib.reader import ColumnsCache
+    from chalicelib.query_client import ColumnsCache
 
-    return ColumnsCache()
+    return ColumnsCache.from_settings(settings)
 
 
 @app.middleware("http")

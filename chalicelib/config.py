@@ -55,6 +55,13 @@ class Settings:
     function_name: str = "prometheus-timestream"
     # Remote read answers (protobuf bytes) are capped below Lambda's 6 MB response limit.
     max_read_response_bytes: int = 4_000_000
+    # Remote read learns a table's dimension columns with DESCRIBE and keeps them this long.
+    read_columns_ttl_seconds: float = 60.0
+    # A matcher on a label the kept columns lack reloads them, at most this often, so a dimension
+    # written since the last DESCRIBE is found quickly without a DESCRIBE per query.
+    read_columns_refresh_seconds: float = 5.0
+    # Tables (per caller) whose columns are kept.
+    read_columns_cache_size: int = 256
 
 
 _AUTH_MODES = ("basic", "iam")
@@ -164,5 +171,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # Above 4,000,000 the snappy + base64 + JSON envelope can pass Lambda's 6 MB limit.
         max_read_response_bytes=_integer(
             env, "MAX_READ_RESPONSE_BYTES", defaults.max_read_response_bytes, 1024, 4_000_000
+        ),
+        read_columns_ttl_seconds=_number(
+            env, "READ_COLUMNS_TTL_SECONDS", defaults.read_columns_ttl_seconds, 1.0, 86_400.0
+        ),
+        read_columns_refresh_seconds=_number(
+            env, "READ_COLUMNS_REFRESH_SECONDS", defaults.read_columns_refresh_seconds, 0.0, 86_400.0
+        ),
+        read_columns_cache_size=_integer(
+            env, "READ_COLUMNS_CACHE_SIZE", defaults.read_columns_cache_size, 1, 100_000
         ),
     )

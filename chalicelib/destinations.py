@@ -1,19 +1,41 @@
-"""Label router: chooses each series' Timestream destination from its routing labels.
+"""The routing labels, both ways: which Timestream table a series is written to or read from.
 
-The database and table come from two labels (names configurable, usually set with
-`write_relabel_configs`), each falling back to its configured default. Routing labels are
-removed here so they are never stored as dimensions.
+Two labels (names configurable, `prometheusDatabaseLabel` and `prometheusTableLabel` by default,
+usually added with `write_relabel_configs`) name the database and the table, each falling back
+to its configured default. They are never stored:
+
+* write: `route` takes a series' labels to its Destination and the labels without the routing
+  labels, which become the record's dimensions;
+* read: `select_destination` takes a query's matchers on the routing labels to the one
+  Destination it reads, and the routing labels to put back on every series it returns (so
+  results match the selector).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING, NamedTuple
 
 from chalicelib.config import Settings
+from chalicelib.errors import BadRequest
 
-Destination = tuple[str, str]
+if TYPE_CHECKING:
+    # Only for annotations: the write path, which imports this module, needs no matcher (nor
+    # the regex translation behind it) to start.
+    from chalicelib.matchers import Matcher
+
 Labels = list[tuple[str, str]]
+
+
+class Destination(NamedTuple):
+    """A Timestream table. A plain pair underneath: hashable, cheap, and unpacks as
+    `database, table`, so it keys the writer's batches directly."""
+
+    database: str
+    table: str
+
 
 # Timestream database and table names: 3-256 characters of letters, digits, '_', '-' and '.'.
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{3,256}")
@@ -36,9 +58,63 @@ def route(labels: Labels, settings: Settings) -> tuple[Destination | None, Label
     table = table or settings.default_table
     if database is None or table is None:
         return None, kept
-    return (database, table), kept
+    return Destination(database, table), kept
 
 
 @lru_cache(maxsize=1024)
 def is_valid_destination(destination: Destination) -> bool:
+    """Whether both names follow Timestream's naming rules."""
     return all(_NAME.fullmatch(name) for name in destination)
+
+
+class ReadTarget(NamedTuple):
+    """Where one query reads, and the routing labels it named, to echo on each returned series."""
+
+    destination: Destination
+    echo: tuple[tuple[str, str], ...] = ()
+
+
+def select_destination(matchers: Sequence[Matcher], settings: Settings) -> ReadTarget | None:
+    """The table a query reads, from its routing-label matchers and the configured defaults.
+
+    Each routing label is resolved on its own (as on the write path): an `=` matcher with a
+    non-empty value, or an `=~` matcher whose regex is plain text, names the database (table);
+    otherwise the default is used. Every matcher on that label must then hold for the chosen
+    value ("" when the default is used, since those series carry no routing label): if two
+    matchers contradict each other the query is provably empty (None); if a matcher fails only
+    because it wanted other destinations (`!=`, `=~`, `!~` without `=`) it is a BadRequest,
+    because one query reads one table. Missing destination or invalid name: BadRequest.
+    """
+    names: dict[str, str] = {}
+    echo: list[tuple[str, str]] = []
+    for what, label, default, variable in (
+        ("database", settings.database_label, settings.default_database, "DEFAULT_DATABASE"),
+        ("table", settings.table_label, settings.default_table, "DEFAULT_TABLE"),
+    ):
+        own = [matcher for matcher in matchers if matcher.name == label]
+        chosen = {value for value in (matcher.exact_value() for matcher in own) if value}
+        if len(chosen) > 1:
+            return None
+        value = chosen.pop() if chosen else ""
+        for matcher in own:
+            if matcher.matches(value):
+                continue
+            if value:
+                return None
+            raise BadRequest(
+                f"{matcher} cannot select a {what}: a query reads one {what}, chosen with "
+                f'{label}="name" or else {variable}'
+            )
+        name = value or default
+        if not name:
+            raise BadRequest(f'no {what} for this query: add the matcher {label}="name" or set {variable}')
+        names[what] = name
+        if value:
+            echo.append((label, value))
+    destination = Destination(names["database"], names["table"])
+    if not is_valid_destination(destination):
+        raise BadRequest(
+            f"invalid Timestream database or table name {destination.database!r}.{destination.table!r}: "
+            "3-256 letters, digits, '_', '-' or '.'"
+        )
+    return ReadTarget(destination, tuple(echo))

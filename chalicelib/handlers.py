@@ -21,7 +21,7 @@ from chalicelib.records import SeriesCache, build_records
 from chalicelib.writer import Writer, WriteResult
 
 if TYPE_CHECKING:
-    from chalicelib.reader import ColumnsCache
+    from chalicelib.query_client import ColumnsCache
 
 _READ_ANSWER_HEADERS = {"Content-Type": PROTOBUF, "Content-Encoding": "snappy"}
 

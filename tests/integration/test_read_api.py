@@ -171,6 +171,21 @@ def test_a_matcher_on_a_label_never_stored_is_not_an_error(http, zoned, t0, matc
     assert sorted(result) == (sorted(zoned.values()) if everything else [])
 
 
+@pytest.mark.parametrize(("refresh_seconds", "found"), [("0", True), ("3600", False)])
+def test_a_label_written_after_the_columns_were_learnt_follows_the_cache_settings(
+    load_app, timestream, t0, refresh_seconds, found
+):
+    app = load_app(READ_COLUMNS_TTL_SECONDS="3600", READ_COLUMNS_REFRESH_SECONDS=refresh_seconds)
+    with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
+        post_write(client.http, [([("__name__", "m"), ("job", "a")], [(1.0, t0)])])
+        # The table has no "zone" column yet: the cache learns {job}, the query is provably empty.
+        assert read_ok(client.http, (t0, t0 + 1, [("zone", "=", "x")])) == [{}]
+        post_write(client.http, [([("__name__", "m"), ("job", "a"), ("zone", "x")], [(2.0, t0 + 1)])])
+        answer = read_ok(client.http, (t0, t0 + 1, [("zone", "=", "x")]))
+    # Refreshing at once finds the new column; with an hour's TTL and refresh interval it stays unknown.
+    assert answer == ([{labels("m", job="a", zone="x"): [(t0 + 1, 2.0)]}] if found else [{}])
+
+
 @pytest.mark.parametrize(
     ("matcher", "selected"),
     [(("instance", "=~", "web1"), ["web1"]), (("instance", "=~", "web1.*"), ["web1", "web12"]),

@@ -47,3 +47,24 @@ def test_read_response_cap_defaults_below_lambdas_limit_and_is_read_from_the_env
     for bad in ("lots", "1023", "4000001"):
         with pytest.raises(ConfigError, match="MAX_READ_RESPONSE_BYTES"):
             load_settings({"MAX_READ_RESPONSE_BYTES": bad})
+
+
+def test_read_columns_cache_settings_default_and_are_read_from_the_environment():
+    defaults = load_settings({})
+    assert (defaults.read_columns_ttl_seconds, defaults.read_columns_refresh_seconds) == (60.0, 5.0)
+    assert defaults.read_columns_cache_size == 256
+    settings = load_settings({"READ_COLUMNS_TTL_SECONDS": "300", "READ_COLUMNS_REFRESH_SECONDS": "0.5",
+                              "READ_COLUMNS_CACHE_SIZE": "16"})
+    assert (settings.read_columns_ttl_seconds, settings.read_columns_refresh_seconds) == (300.0, 0.5)
+    assert settings.read_columns_cache_size == 16
+
+
+@pytest.mark.parametrize(
+    ("variable", "bad"),
+    [("READ_COLUMNS_TTL_SECONDS", "0"), ("READ_COLUMNS_TTL_SECONDS", "a minute"),
+     ("READ_COLUMNS_REFRESH_SECONDS", "-1"), ("READ_COLUMNS_CACHE_SIZE", "0"),
+     ("READ_COLUMNS_CACHE_SIZE", "2.5")],
+)
+def test_invalid_read_columns_cache_settings_name_the_variable(variable, bad):
+    with pytest.raises(ConfigError, match=variable):
+        load_settings({variable: bad})

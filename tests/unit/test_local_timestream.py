@@ -11,23 +11,13 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.timestreamquery.models import timestreamquery_backends
 
 from chalicelib.config import Settings
-from chalicelib.errors import BadRequest, NotFound
+from chalicelib.errors import BadRequest, NotFound, classify
+from chalicelib.matchers import EQ, NEQ, NRE, RE, Matcher
 from chalicelib.prompb import prometheus_remote_pb2 as pb
-from chalicelib.reader import (
-    EQ,
-    NEQ,
-    NRE,
-    RE,
-    ColumnsCache,
-    Matcher,
-    build_query,
-    describe_query,
-    fetch_pages,
-    map_aws_error,
-    parse_describe,
-    parse_timestamp_ms,
-    read,
-)
+from chalicelib.query_client import ColumnsCache, fetch_pages, parse_describe
+from chalicelib.query_sql import build_query, describe_query
+from chalicelib.read_results import parse_timestamp_ms
+from chalicelib.reader import read
 from local_timestream import emulator
 
 REGION = "us-east-1"
@@ -237,13 +227,13 @@ def test_a_next_token_is_only_good_for_its_query_and_once(aws, monkeypatch):
      ('SELECT * FROM "nodb"."metrics"', "Requested database 'nodb' not found for identifier 'nodb.metrics' at line 1:15")],
 )
 def test_a_missing_table_or_database_is_answered_as_timestream_does(aws, sql, message):
-    # Timestream's answer, e.g. aws/aws-sdk-pandas#1036: "ValidationException ... Requested
-    # database 'abc' not found for identifier 'abc.sampleDB' at line 1:36".
+    # The emulator must answer as Timestream does, for example "ValidationException ... Requested
+    # database 'abc' not found for identifier 'abc.sampleDB' at line 1:36": the reader maps it to 404.
     _, query = aws
     with pytest.raises(ClientError) as error:
         query.query(QueryString=sql)
     assert error.value.response["Error"] == {"Code": "ValidationException", "Message": message}
-    assert isinstance(map_aws_error(error.value, "prom", "nope"), NotFound)
+    assert isinstance(classify(error.value, "prom.nope"), NotFound)
 
 
 def test_a_column_never_written_fails_the_query_as_in_timestream(aws):
@@ -254,7 +244,7 @@ def test_a_column_never_written_fails_the_query_as_in_timestream(aws):
             query.query(QueryString=sql)
         assert error.value.response["Error"]["Code"] == "ValidationException"
         assert "zone" in error.value.response["Error"]["Message"]
-        assert isinstance(map_aws_error(error.value, "prom", "metrics"), BadRequest)
+        assert isinstance(classify(error.value, "prom.metrics"), BadRequest)
     # ...but a quoted alias or a quoted name inside a literal is fine.
     page = query.query(QueryString='SELECT "job" AS "the job" FROM "prom"."metrics" WHERE job <> \'"zone"\'')
     assert rows(page) == [{"the job": "a"}]

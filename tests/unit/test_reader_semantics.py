@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from chalicelib.config import Settings
 from chalicelib.prompb import prometheus_remote_pb2 as pb
-from chalicelib.reader import ColumnsCache, read
+from chalicelib.query_client import ColumnsCache
+from chalicelib.reader import read
 from local_timestream.emulator import regexp_like, register_functions, timestream_time
 
 SETTINGS = Settings(default_database="mydb", default_table="mytable")

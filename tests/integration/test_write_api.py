@@ -143,11 +143,13 @@ def test_a_rejection_that_lists_no_records_counts_them_all_rejected_and_none_wri
 
 # -- 404, 403, 5xx from Timestream --------------------------------------------------------------
 
-def test_missing_table_is_404_naming_it(http, timestream):
-    body = encode(write_request([node_series(now_ms(), table="absent")]))
-    response = post(http, body)
+@pytest.mark.parametrize(("database", "table"), [("prometheus", "absent"), ("absentdb", "metrics")],
+                         ids=["missing-table", "missing-database"])
+def test_missing_table_or_database_is_404_naming_it(http, timestream, database, table):
+    labels = [("__name__", "up"), ("job", "x"), ("prometheusDatabaseLabel", database), ("prometheusTableLabel", table)]
+    response = post(http, encode(write_request([(labels, [(1.0, now_ms())])])))
     assert response.status_code == 404
-    assert "prometheus.absent" in response.body.decode()
+    assert f"{database}.{table}: ResourceNotFoundException" in response.body.decode()
 
 
 @pytest.mark.parametrize(("code", "status"), [("AccessDeniedException", 403), ("UnrecognizedClientException", 400)])

@@ -192,7 +192,14 @@ def test_declared_size_over_the_limit_is_413(load_app, timestream):
     assert stored(timestream) == []
 
 
-@pytest.mark.parametrize("authorization", [None, "Basic bm9wZQ==", "Bearer token"])
+NON_ASCII_TOKEN_BUG = pytest.mark.xfail(strict=True, reason="bug: auth.py lets base64's ValueError for a non-ASCII "
+                                        "token escape, so the answer is 500 (retried) instead of 401")
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Basic bm9wZQ==", "Bearer token", pytest.param("Basic QUtJQé==", marks=NON_ASCII_TOKEN_BUG, id="non-ascii")],
+)
 def test_missing_or_malformed_credentials_are_401_with_a_basic_challenge(http, timestream, authorization):
     response = post(http, encode(write_request([node_series(now_ms())])), Authorization=authorization)
     assert response.status_code == 401

@@ -67,18 +67,22 @@ secrets = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_siz
 ascii_not_base64 = list("!*-_.~@#$%^&(){}[]|;,?<>")  # whitespace around a token is ignored
 
 
+def as_basic_auth(key_id, secret):
+    """(header, what it sends) for a key id and secret sent as Prometheus sends them."""
+    token = b64(f"{key_id}:{secret}")
+    return "Basic " + token, [key_id, secret, token]
+
+
 @st.composite
 def bad_scheme(draw):
-    key_id, secret = draw(key_ids), draw(secrets)
-    token = b64(f"{key_id}:{secret}")
+    _, sent = as_basic_auth(draw(key_ids), draw(secrets))
     scheme = draw(st.sampled_from(["Bearer ", "Digest ", "AWS4-HMAC-SHA256 ", "Basik ", "Basic:", ""]))
-    return scheme + token, [key_id, secret, token]
+    return scheme + sent[-1], sent
 
 
 @st.composite
 def bad_base64(draw):
-    key_id, secret = draw(key_ids), draw(secrets)
-    token = b64(f"{key_id}:{secret}")
+    _, (key_id, secret, token) = as_basic_auth(draw(key_ids), draw(secrets))
     broken = draw(st.one_of(
         inserted(token, ascii_not_base64),                                    # not the alphabet
         st.just(token.rstrip("=") if token.endswith("=") else token + "Q"),   # padding or length wrong
@@ -103,9 +107,7 @@ def bad_key_id(draw):
         key_ids.flatmap(lambda valid: inserted(valid, list("éßЖ٣"))),           # word characters, not ASCII
         st.just(""),
     ))
-    secret = draw(secrets)
-    token = b64(f"{key_id}:{secret}")
-    return "Basic " + token, [key_id, secret, token]
+    return as_basic_auth(key_id, draw(secrets))
 
 
 @st.composite
@@ -116,8 +118,7 @@ def bad_secret(draw):
         st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=257, max_size=300),  # too long
         st.just(""),
     ))
-    token = b64(f"{key_id}:{secret}")
-    return "Basic " + token, [key_id, secret, token]
+    return as_basic_auth(key_id, secret)
 
 
 # Each refusal branch: how to reach it, and the words that say it is the one hit.

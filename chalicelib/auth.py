@@ -46,7 +46,7 @@ def parse_basic_authorization(header: str | None) -> AccessKey:
         raise Unauthorized("Authorization must use the Basic scheme")
     try:
         decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # ValueError: not ASCII, or not UTF-8 once decoded
         raise Unauthorized("Authorization header is not valid base64") from None
     access_key_id, colon, password = decoded.partition(":")
     if not colon:

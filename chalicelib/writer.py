@@ -99,8 +99,7 @@ class WriteResult:
         parts = []
         deciding = next((f for f in self.failures if f.error.status == status), None)
         if deciding is not None:
-            database, table = deciding.destination
-            parts.append(f"{database}.{table}: {deciding.error.message}")
+            parts.append(deciding.error.message)  # it names the database and table
         if self.refused:
             reasons = ", ".join(f"{reason}={count}" for reason, count in sorted(self.refused.items()))
             parts.append(f"samples refused: {reasons}")

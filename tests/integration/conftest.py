@@ -40,6 +40,8 @@ CONFIG_VARIABLES = (
     "DATABASE_LABEL", "TABLE_LABEL", "DEFAULT_DATABASE", "DEFAULT_TABLE", "AUTH_MODE",
     "TIMESTREAM_WRITE_ENDPOINT", "TIMESTREAM_QUERY_ENDPOINT", "MAX_DECOMPRESSED_BYTES",
     "READ_COLUMNS_TTL_SECONDS", "READ_COLUMNS_REFRESH_SECONDS", "READ_COLUMNS_CACHE_SIZE",
+    "SERIES_CACHE_SIZE", "CONNECT_TIMEOUT_SECONDS", "WRITE_TIMEOUT_SECONDS", "QUERY_TIMEOUT_SECONDS",
+    "QUERY_MAX_ATTEMPTS", "METRICS_NAMESPACE", "AWS_LAMBDA_FUNCTION_NAME", "LOG_LEVEL",
 )
 
 
@@ -175,3 +177,42 @@ def local_run(tmp_path_factory):
         yield run
     finally:
         run.stop()
+
+
+# -- faults per table and on queries (appended) -------------------------------------------------
+
+@pytest.fixture
+def fail_writes_to(monkeypatch):
+    """Make WriteRecords calls to one table answer with an error while other tables work;
+    `times` calls fail and the ones after succeed (None: every call fails). Call once per table."""
+    faults: dict[str, list] = {}
+    original = TimestreamWriteBackend.write_records
+
+    def write_records(self, database_name, table_name, records):
+        fault = faults.get(table_name)
+        if fault is not None and fault[1] != 0:
+            fault[1] -= 1
+            raise TimestreamFault(*fault[0], **fault[2])
+        return original(self, database_name, table_name, records)
+
+    monkeypatch.setattr(TimestreamWriteBackend, "write_records", write_records)
+
+    def install(table: str, code: str, status: int, message: str = "", times: int | None = None,
+                **fields: object) -> None:
+        faults[table] = [(code, status, message), -1 if times is None else times, fields]
+
+    return install
+
+
+@pytest.fixture
+def fail_queries(monkeypatch):
+    """Make every Query to the local Timestream answer with the given error."""
+    from local_timestream import emulator
+
+    def install(code: str, status: int, message: str = "") -> None:
+        def query(query_string, next_token, tables_of):
+            raise TimestreamFault(code, status, message)
+
+        monkeypatch.setattr(emulator.EMULATOR, "query", query)
+
+    return install

@@ -233,6 +233,22 @@ def test_a_missing_table_is_404(http, timestream, t0):
     assert "no_such_table" in response.body.decode()
 
 
+@pytest.mark.parametrize(
+    ("code", "aws_status", "status"),
+    [("AccessDeniedException", 403, 403), ("UnrecognizedClientException", 400, 403),
+     ("ThrottlingException", 400, 503), ("InternalServerException", 500, 503)],
+)
+def test_credentials_aws_refuses_are_403_and_what_a_retry_can_fix_is_503(
+    http, timestream, fail_queries, t0, code, aws_status, status
+):
+    fail_queries(code, aws_status)
+    response = post_read(http, (t0, t0, [("__name__", "=", "up"), ("job", "=", "x")]))
+    assert response.status_code == status, response.body
+    body = response.body.decode()
+    assert code in body and body.count("\n") == 1
+    assert basic_auth().split()[1] not in body
+
+
 @pytest.mark.parametrize("authorization", [None, "Basic bm9wZQ==", "Bearer token"])
 def test_missing_or_malformed_credentials_are_401_with_a_basic_challenge(http, timestream, authorization, t0):
     response = post_read(http, (t0, t0, [("__name__", "=", "up")]), Authorization=authorization)

@@ -19,6 +19,22 @@ def post(http, body, **headers):
     return http.post("/write", headers=write_headers(**headers), body=body)
 
 
+def logged_write(caplog, client, body):
+    """POST body; the response and the one log line it produced, duration_ms checked and removed."""
+    with caplog.at_level(logging.INFO, logger="prometheus_timestream"):
+        response = post(client, body)
+    lines = [record.getMessage() for record in caplog.records if record.name == "prometheus_timestream"]
+    assert len(lines) == 1, lines
+    assert SECRET_ACCESS_KEY not in lines[0] and basic_auth().split()[1] not in lines[0]
+    event = json.loads(lines[0])
+    duration = event.pop("duration_ms")
+    assert isinstance(duration, float) and 0 <= duration < 60_000
+    request_id = event.pop("request_id")
+    assert isinstance(request_id, str) and request_id, "the Lambda request id ties the line to the invocation"
+    assert isinstance(event.pop("cold_start"), bool)
+    return response, event
+
+
 def node_series(ts, *, table=None, job="node", value=0.1):
     labels = [("__name__", "node_load1"), ("instance", "host:9100"), ("job", job)]
     if table:
@@ -100,23 +116,43 @@ def test_series_without_name_or_destination_are_400_after_the_rest_is_written(lo
     assert len(stored(timestream, "nodes")) == 1
 
 
-def test_records_timestream_rejects_are_400_with_the_reason(http, timestream, fail_writes):
-    fail_writes("RejectedRecordsException", 419, RejectedRecords=[
-        {"RecordIndex": 0, "Reason": "A record with the same dimensions and time but a different version exists."},
-    ])
+@pytest.mark.parametrize(
+    ("reason", "counted_as"),
+    [("A record with the same dimensions and time but a different version exists.", "conflicting_value"),
+     ("The record timestamp is outside the time range of the data ingestion window (memory store retention).",
+      "outside_retention"),
+     ("Measure value type is not supported for this record.", "other")],
+    ids=["version-conflict", "retention", "any-other-reason"],
+)
+def test_records_timestream_rejects_are_400_with_the_reason(http, timestream, fail_writes, reason, counted_as):
+    fail_writes("RejectedRecordsException", 419, RejectedRecords=[{"RecordIndex": 0, "Reason": reason}])
     response = post(http, encode(write_request([node_series(now_ms()), node_series(now_ms() + 1)])))
     assert response.status_code == 400
-    assert "conflicting_value=1" in response.body.decode()
+    assert f"rejected by Timestream: {counted_as}=1 " in response.body.decode()
     assert "1 records written" in response.body.decode()
+
+
+def test_a_rejection_that_lists_no_records_counts_them_all_rejected_and_none_written(
+    http, timestream, fail_writes, caplog
+):
+    # Nothing says which records stood: reporting them written would turn a loss into a 204.
+    fail_writes("RejectedRecordsException", 419, "One or more records have been rejected.")
+    response, event = logged_write(caplog, http, encode(write_request([node_series(now_ms()), node_series(now_ms() + 1)])))
+    assert response.status_code == 400
+    assert "rejected by Timestream: other=2 " in response.body.decode()
+    assert response.body.decode().endswith("; 0 records written\n")
+    assert (event["written"], event["rejected"], event["destinations"]) == (0, {"other": 2}, {"prometheus.metrics": 0})
 
 
 # -- 404, 403, 5xx from Timestream --------------------------------------------------------------
 
-def test_missing_table_is_404_naming_it(http, timestream):
-    body = encode(write_request([node_series(now_ms(), table="absent")]))
-    response = post(http, body)
+@pytest.mark.parametrize(("database", "table"), [("prometheus", "absent"), ("absentdb", "metrics")],
+                         ids=["missing-table", "missing-database"])
+def test_missing_table_or_database_is_404_naming_it(http, timestream, database, table):
+    labels = [("__name__", "up"), ("job", "x"), ("prometheusDatabaseLabel", database), ("prometheusTableLabel", table)]
+    response = post(http, encode(write_request([(labels, [(1.0, now_ms())])])))
     assert response.status_code == 404
-    assert "prometheus.absent" in response.body.decode()
+    assert f"{database}.{table} does not exist (ResourceNotFoundException" in response.body.decode()
 
 
 @pytest.mark.parametrize(("code", "status"), [("AccessDeniedException", 403), ("UnrecognizedClientException", 400)])
@@ -159,7 +195,10 @@ def test_declared_size_over_the_limit_is_413(load_app, timestream):
     assert stored(timestream) == []
 
 
-@pytest.mark.parametrize("authorization", [None, "Basic bm9wZQ==", "Bearer token"])
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Basic bm9wZQ==", "Bearer token", pytest.param("Basic QUtJQé==", id="non-ascii")],
+)
 def test_missing_or_malformed_credentials_are_401_with_a_basic_challenge(http, timestream, authorization):
     response = post(http, encode(write_request([node_series(now_ms())])), Authorization=authorization)
     assert response.status_code == 401
@@ -177,18 +216,43 @@ def test_iam_mode_writes_with_the_function_role_and_needs_no_basic_auth(load_app
 
 # -- logging and robustness ---------------------------------------------------------------------
 
-def test_one_json_log_line_per_request_with_counts_and_no_credentials(http, timestream, caplog):
+def test_one_json_log_line_per_stored_request_with_every_field(http, timestream, caplog):
     ts = now_ms()
     body = encode(write_request([node_series(ts), ([("__name__", "up"), ("job", "x")], [(float("nan"), ts)])]))
-    with caplog.at_level(logging.INFO, logger="prometheus_timestream"):
-        assert post(http, body).status_code == 204
-    (line,) = [record.getMessage() for record in caplog.records if record.name == "prometheus_timestream"]
-    event = json.loads(line)
-    assert event["event"] == "write" and event["status"] == 204
-    assert event["written"] == 1 and event["dropped"] == {"nan": 1}
-    assert event["destinations"] == {"prometheus.metrics": 1}
-    assert event["duration_ms"] >= 0
-    assert SECRET_ACCESS_KEY not in line and basic_auth().split()[1] not in line
+    response, event = logged_write(caplog, http, body)
+    assert response.status_code == 204
+    assert event == {
+        "event": "write", "status": 204, "error": None, "written": 1, "dropped": {"nan": 1}, "refused": {},
+        "rejected": {}, "calls": 1, "retries": 0, "throttles": 0, "destinations": {"prometheus.metrics": 1},
+        "request_bytes": len(body),
+    }
+
+
+def test_one_json_log_line_counts_every_outcome_of_a_mixed_request(load_app, timestream, fail_writes_to, caplog):
+    # A budget that leaves room for one retry (an attempt may take 7 s).
+    app = load_app(WRITE_BUDGET_SECONDS="10")
+    fail_writes_to("metrics", "ThrottlingException", 400, times=1)
+    conflict = "A record with the same dimensions and time but a different version exists."
+    fail_writes_to("nodes", "RejectedRecordsException", 419, RejectedRecords=[{"RecordIndex": 0, "Reason": conflict}])
+    ts = now_ms()
+    body = encode(write_request([
+        node_series(ts),                                                  # metrics: written after a retry
+        node_series(ts, table="nodes"), node_series(ts + 1, table="nodes"),  # nodes: one of two rejected
+        ([("__name__", "up"), ("job", "x")], [(float("nan"), ts)]),       # dropped
+        ([("job", "no-name")], [(1.0, ts)]),                              # refused
+    ]))
+    with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
+        response, event = logged_write(caplog, client.http, body)
+    error = (f"samples refused: missing_metric_name=1; records rejected by Timestream: conflicting_value=1 "
+             f"(record 0: {conflict}); 2 records written")
+    assert (response.status_code, response.body.decode()) == (400, error + "\n")
+    assert event == {
+        "event": "write", "status": 400, "error": error, "written": 2, "dropped": {"nan": 1},
+        "refused": {"missing_metric_name": 1}, "rejected": {"conflicting_value": 1}, "calls": 2, "retries": 1,
+        "throttles": 1,
+        "destinations": {"prometheus.metrics": 1, "prometheus.nodes": 1}, "request_bytes": len(body),
+    }
+    assert len(stored(timestream)) == 1
 
 
 def test_an_unexpected_bug_is_a_500_and_the_app_keeps_serving(load_app, timestream, monkeypatch):

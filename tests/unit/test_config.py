@@ -1,14 +1,66 @@
+import re
+import typing
+from pathlib import Path
+
 import pytest
 
 from chalicelib.config import ConfigError, Settings, load_settings
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+# Variables whose Settings field is not simply the variable's name in lower case.
+FIELD_OF = {"AWS_REGION": "region", "TIMESTREAM_WRITE_ENDPOINT": "write_endpoint",
+            "TIMESTREAM_QUERY_ENDPOINT": "query_endpoint"}
 
-def test_defaults_match_the_documented_contract():
+
+def table_cells(line):
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def documented_defaults():
+    """(variable, its default cell) for every row of README's Configuration table. A row may
+    name several variables (`A` / `B`), with one default each (`a` / `b`) or one for all."""
+    section = README.read_text().split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = table_cells(lines[0])
+    variable_column, default_column = header.index("variable"), header.index("default")
+    rows = []
+    for line in lines[2:]:  # after the header and its |---| line
+        cells = table_cells(line)
+        names = re.findall(r"`([A-Z][A-Z0-9_]*)`", cells[variable_column])
+        defaults = cells[default_column].split(" / ")
+        rows += zip(names, defaults if len(defaults) == len(names) else [cells[default_column]] * len(names), strict=True)
+    return rows
+
+
+def documented_value(cell, field):
+    """What load_settings({}) must give for a default cell: None for "unset ..." and "set by
+    Lambda" (nothing in the environment), else the cell's first `code` or word, typed as the field."""
+    if cell.lower().startswith("unset") or "lambda" in cell.lower():
+        return None
+    code = re.search(r"`([^`]*)`", cell)
+    text = code.group(1) if code else cell.split()[0]
+    kinds = typing.get_args(typing.get_type_hints(Settings)[field]) or (typing.get_type_hints(Settings)[field],)
+    for kind in (int, float):
+        if kind in kinds:
+            return kind(text)
+    return text
+
+
+DOCUMENTED = documented_defaults()
+
+
+def test_the_readme_configuration_table_is_read():
+    names = {name for name, _ in DOCUMENTED}
+    assert {"DATABASE_LABEL", "TABLE_LABEL", "DEFAULT_DATABASE", "AWS_REGION", "AUTH_MODE", "LOG_LEVEL",
+            "MAX_FUTURE_MS", "MEMORY_RETENTION_HOURS", "CLIENT_CACHE_SIZE"} <= names
+
+
+@pytest.mark.parametrize(("variable", "cell"), DOCUMENTED, ids=[name for name, _ in DOCUMENTED])
+def test_each_documented_default_is_the_default(variable, cell):
+    field = FIELD_OF.get(variable, variable.lower())
     settings = load_settings({})
-    assert settings == Settings()
-    assert (settings.database_label, settings.table_label) == ("prometheusDatabaseLabel", "prometheusTableLabel")
-    assert settings.default_database is None and settings.auth_mode == "basic"
-    assert settings.max_decompressed_bytes == 32 * 1024 * 1024
+    assert hasattr(settings, field), f"README documents {variable}, Settings has no {field} (see FIELD_OF)"
+    assert getattr(settings, field) == documented_value(cell, field), f"README: {variable} defaults to {cell!r}"
 
 
 def test_values_are_read_from_the_environment():
@@ -68,3 +120,18 @@ def test_read_columns_cache_settings_default_and_are_read_from_the_environment()
 def test_invalid_read_columns_cache_settings_name_the_variable(variable, bad):
     with pytest.raises(ConfigError, match=variable):
         load_settings({variable: bad})
+
+
+@pytest.mark.parametrize(
+    ("variable", "field", "low", "high"),
+    [("MAX_FUTURE_MS", "max_future_ms", 0, 900_000),  # Timestream refuses more than 15 min ahead
+     ("MEMORY_RETENTION_HOURS", "memory_retention_hours", 1, 8766),  # Timestream's longest: one year
+     ("CLIENT_CACHE_SIZE", "client_cache_size", 1, 1024)],
+)
+def test_bounded_whole_numbers_are_read_and_checked_naming_the_variable(variable, field, low, high):
+    for value in (low, high, (low + high) // 2):
+        assert getattr(load_settings({variable: str(value)}), field) == value
+    assert getattr(load_settings({variable: f" {high} "}), field) == high
+    for bad in (str(low - 1), str(high + 1), "lots", "1.5", "12h"):
+        with pytest.raises(ConfigError, match=variable):
+            load_settings({variable: bad})

@@ -123,13 +123,6 @@ def test_series_breaking_a_timestream_limit_is_refused_with_a_reason(labels, rea
     assert refusal(labels) == reason
 
 
-def test_limits_at_their_exact_bounds_are_accepted():
-    labels = [("__name__", "m" * 256), ("n" * 60, "v" * 1500)]
-    assert only_records(build(make_series(labels, [(1.0, NOW)])))
-    labels = [("__name__", "m"), ("job", "x")] + [(f"l{i}", "v") for i in range(127)]
-    assert only_records(build(make_series(labels, [(1.0, NOW)])))
-
-
 def test_limits_count_bytes_not_characters():
     assert refusal([("__name__", "m"), ("job", "é" * 1025)]) == r.LONG_LABEL_VALUE
 
@@ -144,13 +137,6 @@ def test_a_refused_series_does_not_stop_its_neighbours():
     batch = build(bad, good, bad)
     assert [rec["MeasureName"] for rec in only_records(batch)] == ["ok"]
     assert batch.refused == {r.NO_METRIC_NAME: 2}
-
-
-def test_samples_too_far_in_the_future_are_refused():
-    series = make_series([("__name__", "m"), ("job", "x")], [(1.0, NOW + 15 * 60_000), (2.0, NOW + 15 * 60_000 + 1)])
-    batch = build(series)
-    assert [rec["MeasureValue"] for rec in only_records(batch)] == ["1.0"]
-    assert batch.refused == {r.TOO_FAR_IN_FUTURE: 1}
 
 
 def test_retention_is_checked_only_when_configured():
@@ -217,3 +203,90 @@ def test_the_series_cache_is_bounded():
 def test_a_label_that_is_not_a_label_message_is_a_bad_request():
     with pytest.raises(BadRequest, match="label"):
         r.SeriesCache(SETTINGS).lookup((b"\x0a\xff",))
+
+
+# -- every limit at its exact bound: accepted there, refused one byte (or one label, one ms) over --
+
+def record_of(total_bytes, measure="m", dims=()):
+    """Labels whose record is exactly `total_bytes` as Timestream counts it: 8-byte time, 8-byte
+    double, the measure name and each dimension's name and value, in UTF-8 bytes. A `fill`
+    dimension of ASCII makes up the difference."""
+    used = 16 + len(measure.encode()) + sum(len(n.encode()) + len(v.encode()) for n, v in dims) + len("fill")
+    return [("__name__", measure), *dims, ("fill", "f" * (total_bytes - used))]
+
+
+def stored_or_refused(labels, settings=SETTINGS):
+    """None if the series is stored as one record, else its refusal reason."""
+    batch = build(make_series(labels, [(1.0, NOW)]), settings=settings)
+    if batch.record_count:
+        assert not batch.refused
+        return None
+    (reason,) = batch.refused
+    return reason
+
+
+def dimensions(count, value="v"):
+    return [(f"l{i}", value) for i in range(count)]
+
+
+RECORD_SHAPES = {
+    "one-dimension": ("m", ()),
+    "long-name-and-127-dimensions": ("m" * 256, tuple(dimensions(127, "v" * 5))),
+    "multi-byte-name-and-values": ("é" * 100, (("zoné", "é" * 300), ("job", "日本語"))),
+}
+
+
+@pytest.mark.parametrize(("measure", "dims"), RECORD_SHAPES.values(), ids=RECORD_SHAPES.keys())
+def test_a_record_of_exactly_2048_bytes_is_stored_and_one_of_2049_refused(measure, dims):
+    assert stored_or_refused(record_of(2048, measure, dims)) is None
+    assert stored_or_refused(record_of(2049, measure, dims)) == r.RECORD_TOO_LARGE
+
+
+@pytest.mark.parametrize(
+    ("at_bound", "over", "reason"),
+    [
+        ([("__name__", "m"), *dimensions(128)], [("__name__", "m"), *dimensions(129)], r.TOO_MANY_LABELS),
+        ([("__name__", "m" * 256), ("job", "x")], [("__name__", "m" * 257), ("job", "x")], r.LONG_MEASURE_NAME),
+        ([("__name__", "é" * 128), ("job", "x")], [("__name__", "é" * 128 + "m"), ("job", "x")], r.LONG_MEASURE_NAME),
+        ([("__name__", "m"), ("n" * 60, "x")], [("__name__", "m"), ("n" * 61, "x")], r.LONG_LABEL_NAME),
+        ([("__name__", "m"), ("é" * 30, "x")], [("__name__", "m"), ("é" * 30 + "n", "x")], r.LONG_LABEL_NAME),
+    ],
+    ids=["dimensions-128-129", "measure-name-256-257", "measure-name-utf8", "label-name-60-61",
+         "label-name-utf8"],
+)
+def test_limits_hold_at_their_exact_bound_and_refuse_one_over(at_bound, over, reason):
+    assert stored_or_refused(at_bound) is None
+    assert stored_or_refused(over) == reason
+
+
+@pytest.mark.parametrize(("at_bound", "over"), [("v" * 2048, "v" * 2049), ("é" * 1024, "é" * 1024 + "v")],
+                         ids=["ascii", "utf8"])
+def test_a_label_value_of_2048_bytes_passes_its_own_limit_and_2049_does_not(at_bound, over):
+    # 2048 value bytes leave no room for the rest of a 2 KiB record, so that series is refused as
+    # a whole record; the value limit itself lets it through.
+    assert r.check_labels([("__name__", "m"), ("job", at_bound)])[0] == r.RECORD_TOO_LARGE
+    assert r.check_labels([("__name__", "m"), ("job", over)])[0] == r.LONG_LABEL_VALUE
+
+
+HOUR_MS = 3_600_000
+
+
+@pytest.mark.parametrize(
+    ("settings", "oldest", "latest"),
+    [
+        (SETTINGS, None, NOW + 15 * 60_000),
+        (replace(SETTINGS, memory_retention_hours=2), NOW - 2 * HOUR_MS, NOW + 15 * 60_000),
+        (replace(SETTINGS, memory_retention_hours=8766), NOW - 8766 * HOUR_MS, NOW + 15 * 60_000),
+        (replace(SETTINGS, max_future_ms=0), None, NOW),
+        (replace(SETTINGS, max_future_ms=60_000, memory_retention_hours=1), NOW - HOUR_MS, NOW + 60_000),
+    ],
+    ids=["default-15min-ahead", "retention-2h", "retention-1y", "no-future", "future-1min-retention-1h"],
+)
+def test_the_time_window_is_inclusive_to_the_millisecond(settings, oldest, latest):
+    edges = [(latest, latest + 1, r.TOO_FAR_IN_FUTURE)]
+    if oldest is not None:
+        edges.append((oldest, oldest - 1, r.OLDER_THAN_RETENTION))
+    for inside, outside, reason in edges:
+        batch = build(make_series([("__name__", "m"), ("job", "x")], [(1.0, inside), (2.0, outside)]), settings=settings)
+        assert [rec["Time"] for rec in only_records(batch)] == [str(inside)]
+        assert batch.refused == {reason: 1}

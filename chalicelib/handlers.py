@@ -55,7 +55,7 @@ def handle_write(
         # largest) before the calls to Timestream start.
         del request
         if batch.record_count == 0:
-            return WriteResult(dropped=batch.dropped, refused=batch.refused).outcome()
+            return WriteResult.of(batch).outcome()
         return writer.write(clients.write_sender(credentials), batch).outcome()
     except ConnectorError as error:
         return Outcome.failed(error)

@@ -8,6 +8,7 @@ counted: they are normal Prometheus traffic, not errors.
 
 from __future__ import annotations
 
+import json
 import struct
 from collections import Counter
 from collections.abc import Iterable
@@ -75,11 +76,40 @@ class MappedSeries:
     # cache holds tens of thousands of these. One tuple, replaced whole, so concurrent requests
     # never see a prefix paired with the wrong set.
     rendered: tuple[frozenset[tuple[str, str]] | None, str] | None = field(default=None, repr=False)
+    # For a refused series only: how it reads in messages and logs, with what would fix it.
+    example: str = field(default="", repr=False)
+
+    def describe(self) -> str:
+        """The series as `name{labels}` (truncated) for messages: never routing labels' secrets
+        (there are none), never credentials (labels are the sender's data, not its headers)."""
+        return self.example or describe_series([(METRIC_NAME_LABEL, self.measure_name), *self.dimensions])
 
 
 # One record per sample: (series, value as text, time in ms as text). Plain tuples keep the
 # per-sample cost to one allocation; writer bodies are built from these.
 Record = tuple[MappedSeries, str, str]
+
+
+# Refused series named per reason in the answer and the log: enough to find the culprit, few
+# enough that a request of 10,000 refused series still logs one short line.
+MAX_EXAMPLES_PER_REASON = 3
+_EXAMPLE_CHARS = 240
+_EXAMPLE_VALUE_CHARS = 64
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe_series(labels: Labels) -> str:
+    """`name{label="value",...}` for messages and logs, values and the whole truncated."""
+    name = next((value for label, value in labels if label == METRIC_NAME_LABEL), "")
+    inner = ",".join(
+        f"{label}={json.dumps(_cut(value, _EXAMPLE_VALUE_CHARS), ensure_ascii=False)}"
+        for label, value in labels
+        if label != METRIC_NAME_LABEL
+    )
+    return _cut(f"{name}{{{inner}}}", _EXAMPLE_CHARS)
 
 
 @dataclass
@@ -90,6 +120,14 @@ class RecordBatch:
     # samples left out, by reason
     dropped: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
+    # the first few refused series of each reason, described
+    refused_examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def refuse(self, reason: str, count: int, series: MappedSeries, detail: str = "") -> None:
+        self.refused[reason] += count
+        examples = self.refused_examples.setdefault(reason, [])
+        if len(examples) < MAX_EXAMPLES_PER_REASON:
+            examples.append(series.describe() + detail)
 
     @property
     def record_count(self) -> int:
@@ -145,15 +183,22 @@ def check_labels(labels: Labels) -> tuple[str | None, str, tuple[tuple[str, str]
 
 
 def map_series(labels: Labels, settings: Settings) -> MappedSeries:
-    """Route and check one series' labels."""
-    destination, labels = route(labels, settings)
+    """Route and check one series' labels. A refused series carries an example that says
+    which series it is and, for destination errors, what would fix it."""
+    destination, kept = route(labels, settings)
     if destination is None:
-        return MappedSeries(None, NO_DESTINATION)
+        return MappedSeries(None, NO_DESTINATION, example=(
+            f"{describe_series(labels)}: no {settings.database_label} and {settings.table_label} labels "
+            "(add them with write_relabel_configs) and no DEFAULT_DATABASE/DEFAULT_TABLE set"
+        ))
     if not is_valid_destination(destination):
-        return MappedSeries(None, INVALID_DESTINATION)
-    reason, measure_name, dimensions = check_labels(labels)
+        return MappedSeries(None, INVALID_DESTINATION, example=(
+            f"{describe_series(labels)}: database {_cut(destination.database, 80)!r} table "
+            f"{_cut(destination.table, 80)!r} (names are 3-256 letters, digits, '_', '-' or '.')"
+        ))
+    reason, measure_name, dimensions = check_labels(kept)
     if reason is not None:
-        return MappedSeries(None, reason)
+        return MappedSeries(None, reason, example=describe_series(labels))
     return MappedSeries(destination, None, measure_name, dimensions)
 
 
@@ -222,7 +267,7 @@ def build_records(
     batch = RecordBatch()
     records = batch.records
     dropped = batch.dropped
-    refused = batch.refused
+    refuse = batch.refuse
     latest_ms = now_ms + settings.max_future_ms
     earliest_ms = (
         now_ms - settings.memory_retention_hours * 3_600_000
@@ -233,12 +278,12 @@ def build_records(
     for series in timeseries:
         samples = series.samples
         if series.histograms:
-            refused[NATIVE_HISTOGRAM] += len(series.histograms)
+            refuse(NATIVE_HISTOGRAM, len(series.histograms), lookup(tuple(series.labels)))
         if not samples:
             continue
         mapped = lookup(tuple(series.labels))
         if mapped.refusal is not None:
-            refused[mapped.refusal] += len(samples)
+            refuse(mapped.refusal, len(samples), mapped)
             continue
         if mapped.destination != destination:
             destination = mapped.destination
@@ -252,7 +297,7 @@ def build_records(
             elif earliest_ms <= timestamp <= latest_ms:
                 append((mapped, repr(value), str(timestamp)))
             elif timestamp > latest_ms:
-                refused[TOO_FAR_IN_FUTURE] += 1
+                refuse(TOO_FAR_IN_FUTURE, 1, mapped, f" @{timestamp}")
             else:
-                refused[OLDER_THAN_RETENTION] += 1
+                refuse(OLDER_THAN_RETENTION, 1, mapped, f" @{timestamp}")
     return batch

@@ -64,6 +64,7 @@ class WriteResult:
     written: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
+    refused_examples: dict[str, list[str]] = field(default_factory=dict)
     rejected: Counter[str] = field(default_factory=Counter)
     rejected_example: str = ""
     retries: int = 0
@@ -79,8 +80,13 @@ class WriteResult:
             statuses.add(400)
         return next((status for status in _STATUS_PRECEDENCE if status in statuses), 204)
 
+    @classmethod
+    def of(cls, batch: RecordBatch) -> WriteResult:
+        """The result before any call: what the batch already left out."""
+        return cls(dropped=batch.dropped, refused=batch.refused, refused_examples=batch.refused_examples)
+
     def log_fields(self) -> dict[str, Any]:
-        return {
+        fields = {
             "written": self.written,
             "dropped": dict(self.dropped),
             "refused": dict(self.refused),
@@ -90,6 +96,9 @@ class WriteResult:
             "calls": self.calls,
             "destinations": dict(self.destinations),
         }
+        if self.refused_examples:
+            fields["refused_examples"] = self.refused_examples
+        return fields
 
     def error_message(self) -> str:
         """One line saying what was not stored and why; empty when everything was."""
@@ -101,7 +110,8 @@ class WriteResult:
         if deciding is not None:
             parts.append(deciding.error.message)  # it names the database and table
         if self.refused:
-            reasons = ", ".join(f"{reason}={count}" for reason, count in sorted(self.refused.items()))
+            refused = sorted(self.refused.items())
+            reasons = ", ".join(self._refusal(reason, count) for reason, count in refused)
             parts.append(f"samples refused: {reasons}")
         if self.rejected:
             reasons = ", ".join(f"{reason}={count}" for reason, count in sorted(self.rejected.items()))
@@ -111,6 +121,10 @@ class WriteResult:
             parts.append(f"{not_stored} records not stored")
         parts.append(f"{self.written} records written")
         return "; ".join(parts)
+
+    def _refusal(self, reason: str, count: int) -> str:
+        examples = self.refused_examples.get(reason)
+        return f"{reason}={count} (first: {examples[0]})" if examples else f"{reason}={count}"
 
     def outcome(self) -> Outcome:
         status = self.status()
@@ -159,7 +173,7 @@ class Writer:
         self._sleep = sleep
 
     def write(self, sender: Sender, batch: RecordBatch) -> WriteResult:
-        result = WriteResult(dropped=batch.dropped, refused=batch.refused)
+        result = WriteResult.of(batch)
         deadline = self._clock() + self._budget
         calls = [
             (destination, records[start:start + MAX_RECORDS_PER_CALL])

@@ -243,13 +243,14 @@ def test_one_json_log_line_counts_every_outcome_of_a_mixed_request(load_app, tim
     ]))
     with Client(app.app, project_dir=str(ROOT), stage_name="local") as client:
         response, event = logged_write(caplog, client.http, body)
-    error = (f"samples refused: missing_metric_name=1; records rejected by Timestream: conflicting_value=1 "
+    error = (f'samples refused: missing_metric_name=1 (first: {{job="no-name"}}); '
+             f"records rejected by Timestream: conflicting_value=1 "
              f"(record 0: {conflict}); 2 records written")
     assert (response.status_code, response.body.decode()) == (400, error + "\n")
     assert event == {
         "event": "write", "status": 400, "error": error, "written": 2, "dropped": {"nan": 1},
         "refused": {"missing_metric_name": 1}, "rejected": {"conflicting_value": 1}, "calls": 2, "retries": 1,
-        "throttles": 1,
+        "throttles": 1, "refused_examples": {"missing_metric_name": ['{job="no-name"}']},
         "destinations": {"prometheus.metrics": 1, "prometheus.nodes": 1}, "request_bytes": len(body),
     }
     assert len(stored(timestream)) == 1

@@ -75,7 +75,7 @@ def _response(outcome: Outcome, error_line: str) -> Response:
     if outcome.ok:
         # Chalice sends an empty str as no body; empty bytes would need a binary content type.
         return Response(body=outcome.body or "", status_code=outcome.status, headers=dict(outcome.headers))
-    headers = {"Content-Type": "text/plain; charset=utf-8"}
+    headers = {**outcome.headers, "Content-Type": "text/plain; charset=utf-8"}
     if outcome.status == Unauthorized.status:
         headers["WWW-Authenticate"] = 'Basic realm="prometheus-timestream", charset="UTF-8"'
     return Response(body=error_line + "\n", status_code=outcome.status, headers=headers)

@@ -11,8 +11,9 @@ from chalicelib.errors import ConnectorError
 
 @dataclass(frozen=True)
 class Outcome:
-    """Status, the one-line message of a failure (empty on success), the body and content
-    headers of a successful answer, and the fields to log for the request."""
+    """Status, the one-line message of a failure (empty on success), the body of a successful
+    answer, headers for the answer whatever its status (a failure's body is always one line of
+    text), and the fields to log for the request."""
 
     status: int
     message: str = ""

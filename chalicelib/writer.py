@@ -139,7 +139,7 @@ def _rejection_reason(message: str) -> str:
     lowered = message.lower()
     if "version" in lowered or "conflict" in lowered or "duplicate" in lowered:
         return "conflicting_value"
-    if "retention" in lowered or "future" in lowered or "past" in lowered:
+    if any(word in lowered for word in ("retention", "future", "past", "time range", "ingestion window")):
         return "outside_retention"
     return "other"
 

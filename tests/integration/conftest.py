@@ -21,16 +21,19 @@ from moto.core.exceptions import JsonRESTError
 from moto.server import ThreadedMotoServer
 from moto.timestreamwrite.models import TimestreamWriteBackend
 
-from local_timestream.emulator import install_patches
+from local_timestream.emulator import ACCESS_KEY_ENV, SECRET_KEY_ENV, install_patches, require_credentials
 from local_timestream.show_records import stored_records
+from tests.helpers import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 
 BASE_ENV = {
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "AKIAFUNCTIONROLE0000",
-    "AWS_SECRET_ACCESS_KEY": "function-role-secret",
+    # The local Timestream knows one key pair (as `make run`'s does): the function's role in IAM
+    # mode signs with the same pair Prometheus sends in basic auth.
+    "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+    "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
     "DEFAULT_DATABASE": "prometheus",
     "DEFAULT_TABLE": "metrics",
     "LOG_LEVEL": "INFO",
@@ -50,14 +53,18 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def moto_endpoint():
-    """moto's server on loopback for the whole session (in this process, so faults can be
-    injected into its backend)."""
+    """The local Timestream on loopback for the whole session (in this process, so faults can be
+    injected into its backend), accepting only calls signed with the tests' key pair."""
     install_patches()
+    require_credentials({ACCESS_KEY_ID: SECRET_ACCESS_KEY})
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+        require_credentials(None)
 
 
 @pytest.fixture
@@ -66,7 +73,7 @@ def timestream(moto_endpoint):
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
     client = boto3.client(
         "timestream-write", region_name="us-east-1", endpoint_url=moto_endpoint,
-        aws_access_key_id="AKIASETUP00000000000", aws_secret_access_key="setup",
+        aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_ACCESS_KEY,
     )
     client.create_database(DatabaseName="prometheus")
     for table in ("metrics", "nodes", "apps"):
@@ -136,7 +143,8 @@ class LocalRun:
     def __init__(self, log_path: Path) -> None:
         self.port, self.emulator_port = free_port(), free_port()
         self.log_path = log_path
-        env = {**os.environ, "PORT": str(self.port), "EMULATOR_PORT": str(self.emulator_port)}
+        env = {**os.environ, "PORT": str(self.port), "EMULATOR_PORT": str(self.emulator_port),
+               ACCESS_KEY_ENV: ACCESS_KEY_ID, SECRET_KEY_ENV: SECRET_ACCESS_KEY}
         for name in CONFIG_VARIABLES + ("MAX_READ_RESPONSE_BYTES",):
             env.pop(name, None)
         with open(log_path, "w") as log:

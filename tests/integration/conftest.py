@@ -137,16 +137,49 @@ def stored(timestream_client, table: str = "metrics", database: str = "prometheu
     return stored_records(timestream_client.endpoint, database, table)
 
 
-class LocalRun:
-    """`make run`'s script (emulator + `chalice local`) running on free ports."""
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
 
-    def __init__(self, log_path: Path) -> None:
-        self.port, self.emulator_port = free_port(), free_port()
+
+def is_running(pid: int) -> bool:
+    """Whether `pid` exists and is not a zombie (an exited child not yet reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class LocalRun:
+    """`make run`'s script (emulator + `chalice local`) running on free ports, with the tests'
+    key pair and its log files in the test's tmp dir; `env` overrides the environment (None
+    removes a variable)."""
+
+    def __init__(self, log_path: Path, **env_overrides: str | None) -> None:
+        self.port = int(env_overrides.pop("PORT", None) or free_port())
+        self.emulator_port = int(env_overrides.pop("EMULATOR_PORT", None) or free_port())
         self.log_path = log_path
+        self.timestream_log = log_path.with_name(log_path.stem + "-timestream.log")
         env = {**os.environ, "PORT": str(self.port), "EMULATOR_PORT": str(self.emulator_port),
-               ACCESS_KEY_ENV: ACCESS_KEY_ID, SECRET_KEY_ENV: SECRET_ACCESS_KEY}
-        for name in CONFIG_VARIABLES + ("MAX_READ_RESPONSE_BYTES",):
+               ACCESS_KEY_ENV: ACCESS_KEY_ID, SECRET_KEY_ENV: SECRET_ACCESS_KEY,
+               "RUN_LOG": str(self.timestream_log)}
+        for name in CONFIG_VARIABLES + ("MAX_READ_RESPONSE_BYTES", "RELOAD", "RUN_DATA"):
             env.pop(name, None)
+        for name, value in env_overrides.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        self.servers: list[int] = []
         with open(log_path, "w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, str(ROOT / "scripts" / "run_local.py")],
@@ -157,14 +190,23 @@ class LocalRun:
         return self.log_path.read_text()
 
     def wait_ready(self, seconds: float = 60) -> None:
+        """Wait for the ready message; note the servers' pids (the script's children)."""
         deadline = time.monotonic() + seconds
         while "Connector ready" not in self.output():
             assert self.process.poll() is None, self.output()
             assert time.monotonic() < deadline, f"make run was not ready in {seconds:.0f} s:\n" + self.output()
             time.sleep(0.2)
+        self.servers = child_pids(self.process.pid)
+
+    def wait_servers_gone(self, seconds: float = 15) -> None:
+        deadline = time.monotonic() + seconds
+        while any(is_running(pid) for pid in self.servers):
+            assert time.monotonic() < deadline, f"servers still running: {self.servers}"
+            time.sleep(0.05)
 
     def stop(self) -> None:
-        """SIGTERM lets the script stop its own servers; SIGKILL its group if it hangs."""
+        """SIGTERM lets the script stop its own servers; SIGKILL them (by pid) and the script if
+        it hangs."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -172,6 +214,9 @@ class LocalRun:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
+        for pid in self.servers:
+            if is_running(pid):
+                os.killpg(pid, signal.SIGKILL)  # each server leads its own process group
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,16 @@
 Starts the local Timestream (`python -m local_timestream`) of a checkout as its own process,
 fills one table with ~100k records (400 series of node-exporter-like labels, a sample every
 15 s for the last ~62 minutes, written 100 records a call as the connector writes them), then
-answers one remote-read query of the last 5 minutes over all 400 series through the
-connector's own reader (`chalicelib.reader.read`: DESCRIBE, then SELECT pages) and prints the
-median of several runs. Not a test: a number to compare before and after a change.
+answers one remote-read query of the last 5 minutes over all 400 series, two ways, and prints
+the median of several runs of each:
+
+* through the connector's own reader (`chalicelib.reader.read`: DESCRIBE, then SELECT pages
+  through a botocore client): what a remote read costs end to end, botocore's parsing of the
+  pages included;
+* the same SELECT and its pages as signed HTTP calls whose answers are only read: the local
+  Timestream's own time.
+
+Not a test: numbers to compare before and after a change.
 
     .venv/bin/python bench/bench_local_query.py                    # this checkout
     .venv/bin/python bench/bench_local_query.py --project /tmp/old # another checkout's emulator
@@ -14,6 +21,7 @@ median of several runs. Not a test: a number to compare before and after a chang
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -31,7 +39,7 @@ import requests  # noqa: E402
 
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.prompb import prometheus_remote_pb2 as pb  # noqa: E402
-from chalicelib.reader import ColumnsCache, read  # noqa: E402
+from chalicelib.reader import EQ, ColumnsCache, Matcher, read  # noqa: E402
 
 DATABASE, TABLE = "prometheus", "metrics"
 REGION = "us-east-1"
@@ -117,6 +125,39 @@ def read_once(port: int, start_ms: int, end_ms: int) -> tuple[float, int, int]:
     return seconds, len(found), sum(len(s.samples) for s in found)
 
 
+def server_once(port: int, start_ms: int, end_ms: int) -> tuple[float, int]:
+    """Seconds for the local Timestream to answer the reader's SELECT, every page, and the rows."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from chalicelib.reader import build_query
+
+    dimensions = ("instance", "job", "cluster", "region")
+    sql = build_query(DATABASE, TABLE, [Matcher(EQ, "job", "node")], start_ms, end_ms, dimensions)
+    signer = SigV4Auth(Credentials(ACCESS_KEY_ID, SECRET_ACCESS_KEY), "timestream", REGION)
+    session = requests.Session()
+    rows, token = 0, None
+    started = time.perf_counter()
+    while True:
+        body = json.dumps({"QueryString": sql, **({"NextToken": token} if token else {})})
+        request = AWSRequest("POST", f"http://127.0.0.1:{port}/", data=body, headers={
+            "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "Timestream_20181101.Query"})
+        signer.add_auth(request)
+        answer = session.post(request.url, data=body, headers=dict(request.headers), timeout=60)
+        answer.raise_for_status()
+        page = answer.json()
+        rows += len(page["Rows"])
+        token = page.get("NextToken")
+        if not token:
+            return time.perf_counter() - started, rows
+
+
+def summary(times: list[float]) -> str:
+    return (f"median {statistics.median(times) * 1000:.0f} ms, min {min(times) * 1000:.0f} ms, "
+            f"max {max(times) * 1000:.0f} ms over {len(times)} runs")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=ROOT,
@@ -137,11 +178,13 @@ def main(argv: list[str]) -> int:
         print(f"wrote {written} records ({args.series} series x {args.samples} samples) "
               f"in {fill_seconds:.1f} s")
         runs = [read_once(port, end_ms - 300_000, end_ms) for _ in range(args.repeat)]
-        times = [seconds for seconds, _, _ in runs]
         _, found, samples = runs[0]
-        print(f"remote read, last 5 minutes, job=\"node\": {found} series, {samples} samples")
-        print(f"  median {statistics.median(times) * 1000:.0f} ms, min {min(times) * 1000:.0f} ms, "
-              f"max {max(times) * 1000:.0f} ms over {len(times)} runs ({args.project.resolve()})")
+        print(f"remote read, last 5 minutes, job=\"node\": {found} series, {samples} samples "
+              f"({args.project.resolve()})")
+        print("  through the connector's reader:  " + summary([seconds for seconds, _, _ in runs]))
+        server = [server_once(port, end_ms - 300_000, end_ms) for _ in range(args.repeat)]
+        print(f"  the local Timestream's answer:   {summary([seconds for seconds, _ in server])} "
+              f"({server[0][1]} rows)")
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -54,6 +54,7 @@ def register_functions(db: sqlite3.Connection) -> None:
     db.create_function("from_milliseconds", 1, from_milliseconds, deterministic=True)
 
 
+@lru_cache(maxsize=65536)  # a query's rows share few distinct times (one per scrape)
 def timestream_time(ms: int) -> str:
     """Milliseconds since the epoch as Timestream prints a timestamp (nanosecond digits)."""
     seconds, millis = divmod(ms, 1000)

@@ -108,12 +108,14 @@ def _moto_error(error: TimestreamError) -> Exception:
 
 def install_patches() -> None:
     """Patch moto (idempotent): see the module docstring."""
+    from moto.timestreamwrite.exceptions import ResourceNotFound
     from moto.timestreamwrite.models import TimestreamWriteBackend
     from moto.timestreamwrite.responses import TimestreamWriteResponse
 
     if getattr(TimestreamWriteResponse, "_local_timestream_patched", False):
         return
     TimestreamWriteResponse._local_timestream_patched = True
+    ResourceNotFound.code = 404  # Timestream's status for it; moto answers 400
     TimestreamWriteBackend.write_records = _backend_write_records
     TimestreamWriteResponse.write_records = _write_records
     _patch_names_on_create(TimestreamWriteResponse)

@@ -69,10 +69,12 @@ _TABLE_CHANGES = frozenset({"CreateDatabase", "UpdateDatabase", "DeleteDatabase"
 _stores_lock = threading.Lock()
 
 
-def require_credentials(pairs: Mapping[str, str] | None) -> None:
-    """Accept only calls signed with one of `pairs` (access key id -> secret); None: any."""
+def require_credentials(pairs: Mapping[str, str] | None) -> dict[str, str] | None:
+    """Accept only calls signed with one of `pairs` (access key id -> secret); None: any.
+    Returns the setting it replaces, so a caller can put it back."""
     global _credentials
-    _credentials = dict(pairs) if pairs is not None else None
+    previous, _credentials = _credentials, (dict(pairs) if pairs is not None else None)
+    return previous
 
 
 def record_time_ms(record: Mapping[str, Any]) -> int:

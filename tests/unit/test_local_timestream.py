@@ -41,14 +41,19 @@ HISTORIC = {
 @pytest.fixture
 def aws():
     emulator.install_patches()
-    with mock_aws():
-        write = boto3.client("timestream-write", region_name=REGION)
-        query = boto3.client("timestream-query", region_name=REGION)
-        write.create_database(DatabaseName="prom")
-        # Magnetic-store writes let these tests write times near the epoch (the 200 years of
-        # magnetic retention reach back to 1826); the memory store alone keeps 6 hours.
-        write.create_table(DatabaseName="prom", TableName="metrics", **HISTORIC)
-        yield write, query
+    # mock_aws signs with its own fake keys: whatever pair a running suite requires is not it.
+    required = emulator.require_credentials(None)
+    try:
+        with mock_aws():
+            write = boto3.client("timestream-write", region_name=REGION)
+            query = boto3.client("timestream-query", region_name=REGION)
+            write.create_database(DatabaseName="prom")
+            # Magnetic-store writes let these tests write times near the epoch (the 200 years of
+            # magnetic retention reach back to 1826); the memory store alone keeps 6 hours.
+            write.create_table(DatabaseName="prom", TableName="metrics", **HISTORIC)
+            yield write, query
+    finally:
+        emulator.require_credentials(required)
 
 
 def record(name, value, ms, **dims):

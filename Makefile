@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint proto records e2e bench package clean
+.PHONY: venv run test lint proto records e2e bench bench-local package clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
+# PORT, EMULATOR_PORT, RELOAD=1, RUN_DATA=<dir>, RUN_LOG=<file>: see scripts/run_local.py.
 run: $(STAMP)
-	$(BIN)/python scripts/run_local.py
+	@$(BIN)/python scripts/run_local.py
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -27,7 +28,7 @@ proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
 
 records: $(STAMP)
-	$(BIN)/python -m local_timestream.show_records $(ARGS)
+	@$(BIN)/python -m local_timestream.show_records $(ARGS)
 
 e2e: $(STAMP)
 	bash scripts/install_e2e_deps.sh
@@ -38,6 +39,9 @@ package: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_write.py
+
+bench-local: $(STAMP)
+	$(BIN)/python bench/bench_local_query.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) dist .pytest_cache .hypothesis

@@ -1,4 +1,5 @@
-"""`python -m local_timestream --port 9202 --database prometheus --table metrics`."""
+"""`python -m local_timestream --port 9202 --database prometheus --table metrics` (`--help`: the key
+pair it accepts, its log file, a directory that keeps its data)."""
 
 import sys
 

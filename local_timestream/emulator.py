@@ -1,305 +1,107 @@
-"""Local Timestream for development and tests: moto's server, plus what moto leaves out.
+"""Local Timestream for development and tests: moto's server, made to answer as Timestream does.
 
-moto stores WriteRecords' `Records` as sent and ignores `CommonAttributes`; Timestream merges
-them into every record. The patch below does that merge so that what a local run stores is
-what Timestream would store. Usable in-process (`install_patches()` before `mock_aws`) or as a
+moto stores whatever WriteRecords is sent, drops `CommonAttributes`, accepts any credentials,
+and answers `Query` only with results queued through its /moto-api. The patches below make a
+local run refuse what AWS refuses and answer what AWS answers:
+
+* WriteRecords: the call is checked as Timestream checks it (`local_timestream.rules`: names,
+  record count, dimensions, sizes, value types, CommonAttributes merged), then each record
+  against the table (`local_timestream.store`: the writable time range from the table's
+  retention and magnetic-store setting, an existing point with a different value); answers
+  are Timestream's: ValidationException (400) for the call, RejectedRecordsException (419)
+  with RejectedRecords for single records, ResourceNotFoundException (404);
+* Query: DESCRIBE and SELECT answered from the stored records (`local_timestream.query`);
+  results queued through /moto-api still win, so moto's own mechanism keeps working;
+* credentials, once `require_credentials` names the key pairs: every Timestream call must be
+  SigV4-signed with one of them (`local_timestream.signature`), or gets AWS's 403.
+
+Usable in-process (`install_patches()` before `mock_aws` or a ThreadedMotoServer) or as a
 server: `python -m local_timestream --port 9202 --database prometheus --table metrics`.
-
-moto's timestream-query `Query` only returns results queued through its /moto-api. The second
-patch answers it from the records actually written, so a local remote read sees what a local
-remote write stored:
-
-* ``DESCRIBE "db"."table"``: the table's columns as Timestream lists them (Column, Type,
-  Timestream attribute type);
-* ``SELECT ...`` (or ``WITH ...``): the SQL runs verbatim on sqlite, over a table built from the
-  stored records with Timestream's columns: ``time`` (integer milliseconds here),
-  ``measure_name``, ``"measure_value::double"``, and one TEXT column per dimension name ever
-  written, NULL where a record lacks it. A record written again (same dimensions, measure name
-  and millisecond) is kept once, the first value, as Timestream keeps it (it accepts an
-  identical rewrite and refuses a different value). Two functions are registered, the only
-  translation there is: ``from_milliseconds(ms)`` is the identity, ``regexp_like(value, pattern)``
-  is Python's ``re.search`` with Java's end-of-input ``\\z`` spelt ``\\Z``. Anything else
-  Timestream SQL has and sqlite lacks simply fails, as a ValidationException, and so does a
-  double-quoted name that is not a column (sqlite alone would read it as a string);
-* the answer has Timestream's shape: ColumnInfo, Rows of ScalarValue / ``NullValue: true``,
-  timestamps as ``YYYY-MM-DD HH:MM:SS.fffffffff``, doubles as ``repr`` text, PAGE_ROWS rows a
-  page with NextToken;
-* a missing database or table is what Timestream answers a query for one: a ValidationException
-  "Requested database 'x' not found for identifier 'x.t' at line 1:15" (and the same wording for
-  a table); an SQL error is a ValidationException too.
-
-Results queued through /moto-api still win, so moto's own mechanism keeps working.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
+import errno
 import json
-import re
-import sqlite3
+import logging
+import os
+import sys
 import threading
-import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
-from functools import lru_cache
+import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from local_timestream import rules
+from local_timestream.journal import Journal
+from local_timestream.query import EMULATOR, PAGE_ROWS, QueryEmulator
+from local_timestream.rules import TimestreamError, merge_common_attributes
+from local_timestream.signature import check_signature
+from local_timestream.sql import (
+    QueryError,
+    from_milliseconds,
+    regexp_like,
+    register_functions,
+    timestream_time,
+)
+from local_timestream.store import TableStore
 
-def merge_common_attributes(common: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    """Timestream semantics: record attributes win; dimensions of both are combined."""
-    merged = {**common, **record}
-    if "Dimensions" in common or "Dimensions" in record:
-        merged["Dimensions"] = list(common.get("Dimensions", [])) + list(record.get("Dimensions", []))
-    return merged
+__all__ = [
+    "DEFAULT_ACCESS_KEY_ID", "DEFAULT_SECRET_ACCESS_KEY", "EMULATOR", "PAGE_ROWS", "QueryEmulator",
+    "from_milliseconds", "install_patches", "merge_common_attributes", "record_time_ms", "regexp_like",
+    "register_functions", "require_credentials", "timestream_time",
+]
 
+# The one key pair `make run` prints and a local run accepts unless told another.
+DEFAULT_ACCESS_KEY_ID = "AKIALOCALEXAMPLE0000"
+DEFAULT_SECRET_ACCESS_KEY = "local-secret-key"
+ACCESS_KEY_ENV, SECRET_KEY_ENV = "LOCAL_TIMESTREAM_ACCESS_KEY_ID", "LOCAL_TIMESTREAM_SECRET_ACCESS_KEY"
 
-# --------------------------------------------------------------------------------------------
-# Timestream SQL on sqlite: the translation
+LOG = logging.getLogger("local_timestream")
 
-
-@lru_cache(maxsize=1024)
-def _python_regex(pattern: str) -> re.Pattern[str]:
-    # Java's \z (end of input) is Python's \Z; escaped backslashes are skipped over, not read.
-    python = re.sub(r"\\(.)", lambda m: r"\Z" if m.group(1) == "z" else m.group(0), pattern, flags=re.S)
-    return re.compile(python)
-
-
-def regexp_like(value: str | None, pattern: str | None) -> bool | None:
-    """Timestream's regexp_like: does `pattern` match anywhere in `value`? NULL in, NULL out."""
-    if value is None or pattern is None:
-        return None
-    return _python_regex(pattern).search(value) is not None
-
-
-def from_milliseconds(ms: int) -> int:
-    """Timestream's from_milliseconds; time is stored as integer milliseconds here."""
-    return ms
-
-
-def register_functions(db: sqlite3.Connection) -> None:
-    """The Timestream functions the connector's SQL uses, on a sqlite connection."""
-    db.create_function("regexp_like", 2, regexp_like, deterministic=True)
-    db.create_function("from_milliseconds", 1, from_milliseconds, deterministic=True)
+# Access key id -> secret access key; None: any credentials are accepted (moto's default).
+_credentials: dict[str, str] | None = None
+# Where the data is kept across restarts; None: in memory only.
+_journal: Journal | None = None
+_TABLE_CHANGES = frozenset({"CreateDatabase", "UpdateDatabase", "DeleteDatabase",
+                            "CreateTable", "UpdateTable", "DeleteTable"})
+_stores_lock = threading.Lock()
 
 
-def timestream_time(ms: int) -> str:
-    """Milliseconds since the epoch as Timestream prints a timestamp (nanosecond digits)."""
-    seconds, millis = divmod(ms, 1000)
-    day = datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return f"{day}.{millis:03d}000000"
+def require_credentials(pairs: Mapping[str, str] | None) -> dict[str, str] | None:
+    """Accept only calls signed with one of `pairs` (access key id -> secret); None: any.
+    Returns the setting it replaces, so a caller can put it back."""
+    global _credentials
+    previous, _credentials = _credentials, (dict(pairs) if pairs is not None else None)
+    return previous
 
 
-# --------------------------------------------------------------------------------------------
-# Query answers from stored records
-
-PAGE_ROWS = 1000
-MAX_PENDING_RESULTS = 64
-
-TIME, MEASURE_NAME, DOUBLE_VALUE = "time", "measure_name", "measure_value::double"
-# TimeUnit -> (multiply, divide) to get milliseconds.
-_TO_MS = {
-    "SECONDS": (1000, 1), "MILLISECONDS": (1, 1), "MICROSECONDS": (1, 1000), "NANOSECONDS": (1, 1_000_000),
-}
-_IDENTIFIER = r'"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_]*'
-_DESCRIBE = re.compile(rf"\s*DESCRIBE\s+({_IDENTIFIER})\s*\.\s*({_IDENTIFIER})\s*;?\s*", re.I)
-_FROM = re.compile(rf"\bFROM\s+({_IDENTIFIER})\s*\.\s*({_IDENTIFIER})", re.I)
-_SCALAR_TYPES = {TIME: "TIMESTAMP", MEASURE_NAME: "VARCHAR", DOUBLE_VALUE: "DOUBLE"}
-
-# database name -> its tables' stored records by table name, or None when there is no such database.
-TablesOf = Callable[[str], "Mapping[str, list[dict[str, Any]]] | None"]
-
-
-class QueryError(Exception):
-    """A Timestream error answer: `code` is its __type (ValidationException, ...)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def _position(text: str, index: int) -> str:
-    """Where `index` is in `text`, as Timestream's messages say it: "line 1:15"."""
-    line_start = text.rfind("\n", 0, index)  # -1 on the first line
-    line = text.count("\n", 0, index) + 1
-    return f"line {line}:{index - line_start}"
-
-
-def _unquote(identifier: str) -> str:
-    if identifier.startswith('"'):
-        return identifier[1:-1].replace('""', '"')
-    return identifier
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def record_time_ms(record: dict[str, Any]) -> int:
+def record_time_ms(record: Mapping[str, Any]) -> int:
     """A record's Time in milliseconds (below the millisecond truncated), from its TimeUnit."""
-    multiply, divide = _TO_MS[record.get("TimeUnit") or "MILLISECONDS"]
-    return int(record["Time"]) * multiply // divide
+    return rules.time_ns(record) // 1_000_000
 
 
-def _dimensions(record: dict[str, Any]) -> dict[str, str]:
-    return {d["Name"]: d["Value"] for d in record.get("Dimensions", [])}
+def store_of(table: Any) -> TableStore:
+    """The store of a moto TimestreamTable, made on first use from what it already holds."""
+    store = table.__dict__.get("_local_store")
+    if store is None:
+        with _stores_lock:
+            store = table.__dict__.get("_local_store")
+            if store is None:
+                store = TableStore(table.db_name, table.name, table.records)
+                table._local_store = store
+    return store
 
 
-def dimension_names(records: Iterable[dict[str, Any]]) -> list[str]:
-    """Every dimension name in the records, in the order first written."""
-    names: dict[str, None] = {}
-    for record in records:
-        names.update(dict.fromkeys(_dimensions(record)))
-    return list(names)
+def _moto_error(error: TimestreamError) -> Exception:
+    """The moto exception that answers with `error`'s status and JSON body."""
+    from moto.core.exceptions import JsonRESTError
 
-
-def describe_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Column names and rows of `DESCRIBE` for a table holding `records`."""
-    rows = [[name, "varchar", "DIMENSION"] for name in dimension_names(records)]
-    rows += [[MEASURE_NAME, "varchar", "MEASURE_NAME"], [TIME, "timestamp", "TIMESTAMP"],
-             [DOUBLE_VALUE, "double", "MEASURE_VALUE"]]
-    return ["Column", "Type", "Timestream attribute type"], rows
-
-
-def load_table(db: sqlite3.Connection, database: str, table: str, records: list[dict[str, Any]]) -> None:
-    """Create `"database"."table"` in `db` (an attached in-memory schema) holding `records`."""
-    dimensions = dimension_names(records)
-    db.execute(f"ATTACH DATABASE ':memory:' AS {_quote(database)}")
-    columns = "".join(f", {_quote(name)} TEXT" for name in dimensions)
-    db.execute(f"CREATE TABLE {_quote(database)}.{_quote(table)} "
-               f'(time INTEGER, measure_name TEXT, "measure_value::double" REAL{columns})')
-    rows: dict[tuple[Any, ...], list[Any]] = {}
-    for record in records:
-        dims = _dimensions(record)
-        key = (record.get("MeasureName"), tuple(sorted(dims.items())), record_time_ms(record))
-        double = record.get("MeasureValueType", "DOUBLE") == "DOUBLE" and "MeasureValue" in record
-        rows.setdefault(key, [record_time_ms(record), record.get("MeasureName"),
-                              float(record["MeasureValue"]) if double else None,
-                              *(dims.get(name) for name in dimensions)])
-    placeholders = ", ".join("?" * (3 + len(dimensions)))
-    db.executemany(f"INSERT INTO {_quote(database)}.{_quote(table)} VALUES ({placeholders})", rows.values())
-
-
-# A single-quoted literal, or a double-quoted identifier (group 1), or an alias after AS.
-_QUOTED = re.compile(r"""'(?:[^']|'')*'|\bAS\s+"(?:[^"]|"")*"|("(?:[^"]|"")*")""", re.I)
-
-
-def check_identifiers(query_string: str, known: Iterable[str]) -> None:
-    """Refuse a double-quoted name that is no column, database or table, as Timestream does.
-
-    sqlite would read such a name as a string literal instead (its "double-quoted string"
-    quirk, which Python's sqlite3 cannot switch off), silently answering a different query."""
-    names = set(known)
-    for match in _QUOTED.finditer(query_string):
-        if match.group(1) and _unquote(match.group(1)) not in names:
-            raise QueryError("ValidationException", f"Column {match.group(1)} does not exist")
-
-
-def select_rows(query_string: str, database: str, table: str,
-                records: list[dict[str, Any]]) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run `query_string` on sqlite over the table built from `records`."""
-    columns = [TIME, MEASURE_NAME, DOUBLE_VALUE, *dimension_names(records)]
-    check_identifiers(query_string, [database, table, *columns])
-    db = sqlite3.connect(":memory:")
-    try:
-        register_functions(db)
-        load_table(db, database, table, records)
-        try:
-            cursor = db.execute(query_string)
-            return [column[0] for column in cursor.description or ()], cursor.fetchall()
-        except sqlite3.Error as error:
-            message = f"the local Timestream could not run the query: {error}"
-            raise QueryError("ValidationException", message) from None
-    finally:
-        db.close()
-
-
-def _scalar_type(name: str, values: Iterable[Any]) -> str:
-    if name in _SCALAR_TYPES:
-        return _SCALAR_TYPES[name]
-    for value in values:
-        if isinstance(value, float):
-            return "DOUBLE"
-        if isinstance(value, int):
-            return "BIGINT"
-        if value is not None:
-            return "VARCHAR"
-    return "VARCHAR"
-
-
-def _datum(name: str, value: Any) -> dict[str, Any]:
-    if value is None:
-        return {"NullValue": True}
-    if name == TIME and isinstance(value, int):
-        return {"ScalarValue": timestream_time(value)}
-    return {"ScalarValue": repr(value) if isinstance(value, float) else str(value)}
-
-
-class QueryEmulator:
-    """Answers Query calls from stored records; keeps computed results for their NextTokens."""
-
-    def __init__(self, page_rows: int = PAGE_ROWS) -> None:
-        self.page_rows = page_rows
-        self._pending: OrderedDict[str, tuple[str, dict[str, Any], int]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def query(self, query_string: str, next_token: str | None, tables_of: TablesOf) -> dict[str, Any]:
-        """One page of the answer to `query_string` over the stored records. Raises QueryError."""
-        if next_token:
-            with self._lock:
-                pending = self._pending.pop(next_token, None)
-            if pending is None or pending[0] != query_string:
-                raise QueryError("ValidationException", "invalid or expired NextToken for this query")
-            return self._page(query_string, pending[1], pending[2])
-        describe = _DESCRIBE.fullmatch(query_string)
-        source = describe or _FROM.search(query_string)
-        if source is None or not (describe or re.match(r"\s*(SELECT|WITH)\b", query_string, re.I)):
-            raise QueryError("ValidationException", "the local Timestream answers only DESCRIBE and SELECT "
-                             'on one "database"."table"')
-        database, table = _unquote(source.group(1)), _unquote(source.group(2))
-        tables = tables_of(database)
-        if tables is None or table not in tables:
-            what, name = ("database", database) if tables is None else ("table", table)
-            raise QueryError("ValidationException", f"Requested {what} '{name}' not found for identifier "
-                             f"'{database}.{table}' at {_position(query_string, source.start(1))}")
-        records = list(tables[table])
-        if describe:
-            names, rows = describe_rows(records)
-        else:
-            names, rows = select_rows(query_string, database, table, records)
-        result = {
-            "ColumnInfo": [
-                {"Name": name, "Type": {"ScalarType": _scalar_type(name, (row[i] for row in rows))}}
-                for i, name in enumerate(names)
-            ],
-            "Rows": [{"Data": [_datum(name, value) for name, value in zip(names, row, strict=True)]}
-                     for row in rows],
-            "QueryId": str(uuid.uuid4()),
-        }
-        return self._page(query_string, result, 0)
-
-    def _page(self, query_string: str, result: dict[str, Any], start: int) -> dict[str, Any]:
-        end = start + self.page_rows
-        page = {
-            "QueryId": result["QueryId"],
-            "ColumnInfo": result["ColumnInfo"],
-            "Rows": result["Rows"][start:end],
-            "QueryStatus": {
-                "ProgressPercentage": 100.0, "CumulativeBytesScanned": 0, "CumulativeBytesMetered": 0,
-            },
-        }
-        if end < len(result["Rows"]):
-            token = f"{result['QueryId']}:{end}"
-            with self._lock:
-                self._pending[token] = (query_string, result, end)
-                while len(self._pending) > MAX_PENDING_RESULTS:
-                    self._pending.popitem(last=False)
-            page["NextToken"] = token
-        return page
-
-
-EMULATOR = QueryEmulator()
+    answer = JsonRESTError(error.code, error.message)
+    answer.code = error.status
+    answer.description = json.dumps({"__type": error.code, "message": error.message, **error.fields})
+    return answer
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,28 +109,95 @@ EMULATOR = QueryEmulator()
 
 
 def install_patches() -> None:
-    """Patch moto (idempotent): CommonAttributes merged on WriteRecords, Query answered from
-    the stored records (see the module docstring)."""
+    """Patch moto (idempotent): see the module docstring."""
+    from moto.timestreamwrite.exceptions import ResourceNotFound
+    from moto.timestreamwrite.models import TimestreamWriteBackend
     from moto.timestreamwrite.responses import TimestreamWriteResponse
 
-    if getattr(TimestreamWriteResponse, "_common_attributes_patched", False):
+    if getattr(TimestreamWriteResponse, "_local_timestream_patched", False):
         return
-
-    def write_records(self: Any) -> str:
-        database_name = self._get_param("DatabaseName")
-        table_name = self._get_param("TableName")
-        common = self._get_param("CommonAttributes") or {}
-        records = [merge_common_attributes(common, record) for record in self._get_param("Records")]
-        self.timestreamwrite_backend.write_records(database_name, table_name, records)
-        count = len(records)
-        return json.dumps({"RecordsIngested": {"Total": count, "MemoryStore": count, "MagneticStore": 0}})
-
-    TimestreamWriteResponse.write_records = write_records
-    TimestreamWriteResponse._common_attributes_patched = True
-    _install_query_patch(TimestreamWriteResponse)
+    TimestreamWriteResponse._local_timestream_patched = True
+    ResourceNotFound.code = 404  # Timestream's status for it; moto answers 400
+    TimestreamWriteBackend.write_records = _backend_write_records
+    TimestreamWriteResponse.write_records = _write_records
+    _patch_names_on_create(TimestreamWriteResponse)
+    _patch_authentication(TimestreamWriteResponse)
+    _patch_query(TimestreamWriteResponse)
+    _patch_call_log(TimestreamWriteResponse)
 
 
-def _install_query_patch(response_class: Any) -> None:
+def _backend_write_records(self: Any, database_name: str, table_name: str,
+                           records: list[dict[str, Any]]) -> Any:
+    """TimestreamWriteBackend.write_records: store checked records as Timestream would."""
+    table = self.describe_table(database_name, table_name)  # ResourceNotFoundException
+    now_ms = int(time.time() * 1000)
+    earliest, latest, store = rules.writable_range_ms(table.retention_properties,
+                                                      table.magnetic_store_write_properties, now_ms)
+    memory_start = rules.memory_store_start_ms(table.retention_properties, now_ms)
+    return store_of(table).write(records, earliest, latest, store, memory_start)
+
+
+def _write_records(self: Any) -> str:
+    """TimestreamWriteResponse.write_records, answering as Timestream does."""
+    database, table = self._get_param("DatabaseName"), self._get_param("TableName")
+    try:
+        records = rules.check_request(database, table, self._get_param("CommonAttributes"),
+                                      self._get_param("Records"))
+        outcome = self.timestreamwrite_backend.write_records(database, table, records)
+        written = len(records) - len(outcome.rejected)
+        if _journal is not None:
+            refused = {rejection["RecordIndex"] for rejection in outcome.rejected}
+            stored = (record for index, record in enumerate(records) if index not in refused)
+            _journal.append(self.region, database, table, stored)
+        self._local_log_detail = f"{database}.{table}: {written} of {len(records)} records stored"
+        if outcome.rejected:
+            first = outcome.rejected[0]
+            self._local_log_detail += f"; rejected: record {first['RecordIndex']}: {first['Reason']}"
+            raise rules.rejected_records(outcome.rejected)
+    except TimestreamError as error:
+        raise _moto_error(error) from None
+    return json.dumps({"RecordsIngested": {
+        "Total": written, "MemoryStore": outcome.memory_store, "MagneticStore": outcome.magnetic_store,
+    }})
+
+
+def _patch_names_on_create(response_class: Any) -> None:
+    """CreateDatabase and CreateTable refuse the names Timestream refuses."""
+    create_database, create_table = response_class.create_database, response_class.create_table
+
+    def checked(original: Any, *params: str) -> Any:
+        def answer(self: Any) -> str:
+            try:
+                for param in params:
+                    rules.check_resource_name(self._get_param(param), param[0].lower() + param[1:])
+            except TimestreamError as error:
+                raise _moto_error(error) from None
+            return original(self)
+
+        return answer
+
+    response_class.create_database = checked(create_database, "DatabaseName")
+    response_class.create_table = checked(create_table, "DatabaseName", "TableName")
+
+
+def _patch_authentication(response_class: Any) -> None:
+    """Every Timestream call is checked against the required key pairs, when there are some."""
+    moto_check = response_class._authenticate_and_authorize_normal_action
+
+    def authenticate(self: Any, *args: Any, **kwargs: Any) -> None:
+        if _credentials is None:
+            return moto_check(self, *args, **kwargs)
+        body = self.raw_body if isinstance(self.raw_body, bytes) else (self.raw_body or "").encode()
+        try:
+            check_signature(self.method, self.uri, dict(self.headers.items()), body, _credentials)
+        except TimestreamError as error:
+            raise _moto_error(error) from None
+        return None
+
+    response_class._authenticate_and_authorize_normal_action = authenticate
+
+
+def _patch_query(response_class: Any) -> None:
     from moto.core.exceptions import JsonRESTError
 
     queued_query = response_class.query
@@ -338,12 +207,12 @@ def _install_query_patch(response_class: Any) -> None:
             return queued_query(self)  # results queued through /moto-api, moto's own way
         databases = self.timestreamwrite_backend.databases
 
-        def tables_of(database: str) -> dict[str, list[dict[str, Any]]] | None:
+        def stores_of(database: str) -> dict[str, TableStore] | None:
             stored = databases.get(database)
-            return {name: table.records for name, table in stored.tables.items()} if stored else None
+            return {name: store_of(table) for name, table in stored.tables.items()} if stored else None
 
         try:
-            result = EMULATOR.query(self._get_param("QueryString"), self._get_param("NextToken"), tables_of)
+            result = EMULATOR.query(self._get_param("QueryString"), self._get_param("NextToken"), stores_of)
         except QueryError as error:
             raise JsonRESTError(error.code, error.message) from None
         return json.dumps(result)
@@ -351,41 +220,111 @@ def _install_query_patch(response_class: Any) -> None:
     response_class.query = query
 
 
-def create_tables(endpoint: str, database: str, tables: list[str], region: str = "us-east-1") -> None:
+def _patch_call_log(response_class: Any) -> None:
+    """One log line per Timestream call: the operation, the status, what it did or why not."""
+    call_action = response_class.call_action
+
+    def logged(self: Any) -> Any:
+        status, headers, body = call_action(self)
+        if _journal is not None and int(status) == 200 and self._get_action() in _TABLE_CHANGES:
+            _journal.save_tables(self.current_account)
+        if LOG.isEnabledFor(logging.INFO):
+            line = f"{self._get_action()} {status}"
+            detail = self.__dict__.get("_local_log_detail")
+            if detail:
+                line += f" {detail}"
+            elif int(status) >= 400:
+                line += f" {str(body)[:300]}"
+            LOG.info(line)
+        return status, headers, body
+
+    response_class.call_action = logged
+
+
+# --------------------------------------------------------------------------------------------
+# the server
+
+
+def create_tables(endpoint: str, database: str, tables: list[str], access_key_id: str, secret_access_key: str,
+                  region: str = "us-east-1") -> None:
+    """Create the database and tables that do not exist yet (kept data may hold them already:
+    moto's CreateDatabase would replace a database, tables and all)."""
     import boto3
 
-    client = boto3.client(
-        "timestream-write",
-        region_name=region,
-        endpoint_url=endpoint,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
-    client.create_database(DatabaseName=database)
+    client = boto3.client("timestream-write", region_name=region, endpoint_url=endpoint,
+                          aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key)
+    if database not in {db["DatabaseName"] for db in client.list_databases()["Databases"]}:
+        client.create_database(DatabaseName=database)
+    existing = {table["TableName"] for table in client.list_tables(DatabaseName=database)["Tables"]}
     for table in tables:
-        client.create_table(DatabaseName=database, TableName=table)
+        if table not in existing:
+            client.create_table(DatabaseName=database, TableName=table)
+
+
+def _serve(host: str, port: int) -> Any:
+    """moto's WSGI app on host:port, serving from a thread. Binding happens here, in the caller's
+    thread, so a taken port is an OSError now rather than a server thread that never starts."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, DomainDispatcherApplication(create_backend_app), threaded=True,
+                         request_handler=MotoRequestHandler)
+    threading.Thread(target=server.serve_forever, name="local-timestream", daemon=True).start()
+    return server
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    global _journal
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9202)
     parser.add_argument("--database", help="database to create at start-up")
     parser.add_argument("--table", action="append", default=[], help="table to create (repeatable)")
+    parser.add_argument("--access-key-id", default=os.environ.get(ACCESS_KEY_ENV) or DEFAULT_ACCESS_KEY_ID,
+                        help=f"the access key id calls must be signed with (env {ACCESS_KEY_ENV})")
+    parser.add_argument("--secret-access-key",
+                        default=os.environ.get(SECRET_KEY_ENV) or DEFAULT_SECRET_ACCESS_KEY,
+                        help=f"its secret access key (env {SECRET_KEY_ENV})")
+    parser.add_argument("--log-file", type=Path, help="where the log goes (default: stderr)")
+    parser.add_argument("--data-dir", type=Path, help="keep the data in this directory across restarts "
+                        "(default: in memory only)")
     args = parser.parse_args(argv)
 
-    from moto.server import ThreadedMotoServer
+    handler: logging.Handler = (logging.FileHandler(args.log_file) if args.log_file
+                                else logging.StreamHandler(sys.stderr))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # werkzeug's access log (a coloured line per request) would drown the one line per call above.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
     install_patches()
-    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
-    server.start()
+    require_credentials({args.access_key_id: args.secret_access_key})
+    if args.data_dir:
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        _journal = Journal(args.data_dir)
+        restored = _journal.restore(DEFAULT_ACCOUNT_ID, store_of)
+        LOG.info("data kept in %s: %d records restored", args.data_dir, restored)
+    try:
+        server = _serve(args.host, args.port)
+    except OSError as error:
+        taken = error.errno == errno.EADDRINUSE
+        print(f"local Timestream: cannot listen on {args.host}:{args.port}: "
+              f"{'the port is taken' if taken else error.strerror}", file=sys.stderr, flush=True)
+        return 2
+    endpoint = f"http://{args.host}:{args.port}"
     if args.database:
-        create_tables(f"http://{args.host}:{args.port}", args.database, args.table)
-    print(f"local Timestream listening on http://{args.host}:{args.port}", flush=True)
+        create_tables(endpoint, args.database, args.table, args.access_key_id, args.secret_access_key)
+    LOG.info("listening on %s, accepting calls signed with access key id %s", endpoint, args.access_key_id)
+    print(f"local Timestream listening on {endpoint}", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
         pass
     finally:
-        server.stop()
+        server.shutdown()
     return 0

@@ -10,13 +10,23 @@ import argparse
 import json
 import os
 import sys
+import urllib.error
 import urllib.request
+
+
+class NotRunning(Exception):
+    """Nothing answers at the endpoint."""
 
 
 def stored_records(endpoint: str, database: str, table: str) -> list[dict]:
     """Records of one table, read from moto's state dump."""
-    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=10) as response:
-        state = json.load(response)
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=60) as response:
+            state = json.load(response)
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, ConnectionRefusedError):
+            raise NotRunning(endpoint) from None
+        raise
     for stored in state.get("timestreamwrite", {}).get("TimestreamTable", []):
         if stored.get("db_name") == database and stored.get("name") == table:
             return stored.get("records", [])
@@ -35,7 +45,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--table", default="metrics")
     parser.add_argument("--json", action="store_true", help="print the records as stored")
     args = parser.parse_args(argv)
-    records = stored_records(args.endpoint, args.database, args.table)
+    try:
+        records = stored_records(args.endpoint, args.database, args.table)
+    except NotRunning:
+        print(f"nothing answers at {args.endpoint}: start the local Timestream with `make run` "
+              "(in another terminal) first", file=sys.stderr)
+        return 1
     for record in records:
         print(json.dumps(record) if args.json else format_record(record))
     print(f"{len(records)} records in {args.database}.{args.table}", file=sys.stderr)

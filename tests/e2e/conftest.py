@@ -76,9 +76,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def moto(log_root: Path) -> Iterator[MotoTimestream]:
-    """One moto for the session; each test writes to tables of its own."""
-    server = MotoTimestream(log_root)
+def moto(log_root: Path, aws_key: AccessKey) -> Iterator[MotoTimestream]:
+    """One local Timestream for the session; each test writes to tables of its own."""
+    server = MotoTimestream(log_root, aws_key)
     try:
         server.start()
         yield server
@@ -88,7 +88,7 @@ def moto(log_root: Path) -> Iterator[MotoTimestream]:
 
 @pytest.fixture(scope="session")
 def aws_key() -> AccessKey:
-    """The access key Prometheus sends in basic auth; the Timestream proxy accepts it."""
+    """The access key Prometheus sends in basic auth; the local Timestream accepts only it."""
     return new_access_key()
 
 

@@ -1,9 +1,9 @@
 """A small HTTP proxy, run in a thread of the test process, that forwards to one upstream and can
 inject faults for a while. It serves two places in the end-to-end tests:
 
-* between the connector and moto (the Timestream stand-in): it can throttle or fail
-  `WriteRecords` calls the way Timestream does, which moto itself cannot, and it makes moto's
-  answers look like Timestream's where moto differs (see below);
+* between the connector and the local Timestream (the Timestream stand-in): it can throttle or
+  fail `WriteRecords` calls the way Timestream does, which the stand-in itself does not, and it
+  refuses keys that are not authorized (see below);
 * between a sender (Prometheus) and the connector, as a tap: it records every remote-write
   request and the connector's answer so a test can look at what really went over the wire.
 
@@ -15,23 +15,19 @@ code is the `__type` of a JSON body and botocore reads the message from `message
 * ``internal``: HTTP 500 ``{"__type": "InternalServerException", ...}`` before anything is
   stored.
 * ``internal_after_write``: the call is forwarded and stored, then answered with the same 500,
-  as when a response is lost. A retry then rewrites identical records, which Timestream accepts
-  as a no-op (moto stores them again; the tests count such identical copies as one).
+  as when a response is lost. A retry then rewrites identical records, which Timestream (and the
+  local Timestream) accepts as a no-op.
 * ``stall``: the call is held until the fault window ends, then forwarded (and stored). A test
   uses it to kill the connector while a write is in flight.
 
 Only `WriteRecords` calls are faulted unless a fault names other operations.
 
-Where moto differs from Timestream, the proxy (when `timestream_compat` is on) stands in front
-of it as Timestream's front door would:
-
-* it checks the SigV4 signature of every call against the access keys it was given (moto's own
-  IAM check cannot be used: it would also check the body the proxy rewrites, below). An unknown
-  key gets ``UnrecognizedClientException``, a wrong secret ``InvalidSignatureException`` (HTTP
-  403, JSON body, as JSON-protocol services answer), and a key listed as denied gets
-  ``AccessDeniedException`` with HTTP 400, which is the status Timestream documents for it;
-* moto drops ``CommonAttributes``; Timestream applies them to every record. The proxy merges them
-  into each record before forwarding, so what moto stores is what Timestream would store.
+The local Timestream checks signatures (an unknown key gets ``UnrecognizedClientException``, a
+wrong secret ``InvalidSignatureException``), merges ``CommonAttributes`` and enforces Timestream's
+write rules itself, so the proxy forwards requests byte for byte (the body and the Host header
+are part of the signature). What it cannot know is IAM permissions: with `timestream_compat` on,
+a correctly signed call with a key listed as denied gets ``AccessDeniedException`` with HTTP 400
+(the status Timestream documents for it) from the proxy instead of being forwarded.
 """
 
 from __future__ import annotations
@@ -76,11 +72,6 @@ _HOP_BY_HOP = {
 _AUTH_HEADER = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request,\s*"
     r"SignedHeaders=([^,]+),\s*Signature=([0-9a-f]+)"
-)
-UNRECOGNIZED_CLIENT = "The security token included in the request is invalid."
-INVALID_SIGNATURE = (
-    "The request signature we calculated does not match the signature you provided. "
-    "Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
 )
 
 
@@ -183,7 +174,6 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self.exchanges: list[Exchange] = []
-        self.common_attributes_seen = 0
         self._in_flight = 0
         self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler_class())
         self._server.daemon_threads = True
@@ -241,29 +231,11 @@ class FaultProxy:
         with self._lock:
             self.exchanges.append(exchange)
 
-    def _merge_common_attributes(self, body: bytes) -> bytes:
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return body
-        common = payload.pop("CommonAttributes", None) if isinstance(payload, dict) else None
-        if not common:
-            return body
-        with self._lock:
-            self.common_attributes_seen += 1
-        payload["Records"] = [merge_common(common, record) for record in payload.get("Records", [])]
-        return json.dumps(payload).encode()
-
     def _auth_refusal(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple | None:
-        """(status, code, message) when Timestream would refuse the caller, else None."""
+        """(status, code, message) when the caller signed correctly with a denied key, else None:
+        every other call is forwarded, and the local Timestream checks its signature."""
         key_id, error = check_sigv4(method, path, headers, body, self.credentials)
-        if error == "MissingAuthenticationTokenException":
-            return 403, error, "Missing Authentication Token"
-        if error == "UnrecognizedClientException":
-            return 403, error, UNRECOGNIZED_CLIENT
-        if error:
-            return 403, error, INVALID_SIGNATURE
-        if key_id in self.denied_keys:
+        if error is None and key_id in self.denied_keys:
             message = (
                 f"User: arn:aws:iam::123456789012:user/{key_id} is not authorized to perform: "
                 "timestream:WriteRecords because no identity-based policy allows the action"
@@ -317,8 +289,6 @@ class FaultProxy:
                     if refusal:
                         self._reply_json_error(exchange, *refusal)
                         return
-                if proxy.timestream_compat and operation == "WriteRecords":
-                    body = proxy._merge_common_attributes(body)
                 if active and fault == "stall":
                     time.sleep(max(0.0, active.until - time.monotonic()))
                 if fault in ("throttle", "internal"):
@@ -363,14 +333,3 @@ class FaultProxy:
 
         return Handler
 
-
-def merge_common(common: dict, record: dict) -> dict:
-    """A record as Timestream applies CommonAttributes to it: the record's own attributes win,
-    dimensions are the union (the record's value wins on a shared name)."""
-    merged = {k: v for k, v in common.items() if k != "Dimensions"}
-    merged.update({k: v for k, v in record.items() if k != "Dimensions"})
-    dims = {d["Name"]: d for d in common.get("Dimensions", [])}
-    dims.update({d["Name"]: d for d in record.get("Dimensions", [])})
-    if dims:
-        merged["Dimensions"] = list(dims.values())
-    return merged

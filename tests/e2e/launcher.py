@@ -36,10 +36,10 @@ class Launcher:
         return proxy
 
     def timestream_proxy(self, denied: tuple[AccessKey, ...] = ()) -> FaultProxy:
-        """A Timestream front door for moto: checks signatures, merges CommonAttributes, injects
-        faults. `aws_key` is accepted; keys in `denied` sign correctly but are not authorized."""
-        credentials = {self.aws_key.access_key_id: self.aws_key.secret_access_key}
-        credentials.update({key.access_key_id: key.secret_access_key for key in denied})
+        """A front door for the local Timestream: injects faults, and answers AccessDenied to keys
+        in `denied` (they sign correctly but are not authorized). Every other call is forwarded
+        unchanged; the local Timestream accepts `aws_key` and refuses any other key or secret."""
+        credentials = {key.access_key_id: key.secret_access_key for key in denied}
         return self.proxy(
             self.moto.url,
             timestream_compat=True,

@@ -1,9 +1,10 @@
-"""The receiving side of the end-to-end tests: moto's Timestream (the emulator) and the connector
-served by `chalice local`, both real processes on 127.0.0.1.
+"""The receiving side of the end-to-end tests: the project's local Timestream (moto made to answer
+as Timestream does, `python -m local_timestream`) and the connector served by `chalice local`,
+both real processes on 127.0.0.1.
 
-moto itself accepts any credentials; the fault proxy in front of it checks the SigV4 signature of
-every call against the test's access keys (see fault_proxy), so a write only succeeds when the
-connector signs it with the access key Prometheus sent in basic auth.
+The local Timestream accepts only calls signed with the session's access key (the one Prometheus
+sends in basic auth), merges CommonAttributes and enforces Timestream's write rules itself, so a
+write only succeeds when the connector signs it with that key and sends what Timestream accepts.
 """
 
 from __future__ import annotations
@@ -75,15 +76,17 @@ def _stored(record: dict) -> StoredRecord:
 
 
 class MotoTimestream:
-    """moto_server as a Timestream stand-in."""
+    """The local Timestream as the Timestream stand-in, accepting calls signed with `key` only."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, key: AccessKey) -> None:
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
-        moto_server = str(VENV_BIN / "moto_server")
-        env = dict(os.environ)
-        self.proc = Proc("moto", [moto_server, "-H", LOOPBACK, "-p", str(self.port)], log_dir, env=env)
-        self._admin = new_access_key()
+        argv = [
+            sys.executable, "-m", "local_timestream", "--host", LOOPBACK, "--port", str(self.port),
+            "--access-key-id", key.access_key_id, "--secret-access-key", key.secret_access_key,
+        ]
+        self.proc = Proc("timestream-emulator", argv, log_dir, env=dict(os.environ), cwd=REPO)
+        self._admin = key
 
     def start(self, timeout: float = 30) -> MotoTimestream:
         self.proc.start()

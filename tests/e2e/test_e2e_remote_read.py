@@ -1,9 +1,9 @@
 """Prometheus 2.42 reads back through the connector what another Prometheus wrote.
 
 Prometheus A scrapes itself every second and remote-writes through the connector (basic auth,
-routing labels added by write_relabel_configs) into the local Timestream: the emulator
-(the local_timestream package, moto plus Query answered from the stored records) behind the
-e2e signature-checking proxy. Once everything A holds for a window has been stored, Prometheus B,
+routing labels added by write_relabel_configs) into the local Timestream (the local_timestream
+package: moto plus Timestream's rules and Query answered from the stored records) behind the
+e2e fault proxy. Once everything A holds for a window has been stored, Prometheus B,
 which scrapes nothing and only has `remote_read` (read_recent: true) pointing at the connector's
 /read, answers PromQL `query_range` queries over that window: its values must equal A's own,
 point for point, both when the query names the table with routing-label matchers (echoed on the
@@ -13,7 +13,6 @@ series) and when the connector's default table is used.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +22,9 @@ import requests
 
 from .checks import settled
 from .launcher import Launcher
-from .procs import LOOPBACK, Proc, wait_until
+from .procs import wait_until
 from .senders import FAST_QUEUE, ROUTING_LABELS, Prometheus, routing_relabel
-from .stack import REPO, AccessKey, Connector, MotoTimestream
+from .stack import AccessKey, Connector, MotoTimestream
 
 DATABASE = "e2e_read"
 TABLE = "prometheus_self"
@@ -34,16 +33,6 @@ ROUTED = f'prometheusDatabaseLabel="{DATABASE}",prometheusTableLabel="{TABLE}"'
 NAMES = "prometheus_http_requests_total|scrape_duration_seconds|prometheus_tsdb_head_samples_appended_total"
 SELECTOR = f'{{__name__=~"{NAMES}",job="prometheus"}}'
 ROUTED_SELECTOR = f'{{__name__=~"{NAMES}",job="prometheus",{ROUTED}}}'
-
-
-class EmulatedTimestream(MotoTimestream):
-    """The harness's moto stand-in, run as the project's local Timestream so Query answers
-    from what was written (plain moto_server answers every query with nothing)."""
-
-    def __init__(self, log_dir: Path) -> None:
-        super().__init__(log_dir)
-        argv = [sys.executable, "-m", "local_timestream", "--host", LOOPBACK, "--port", str(self.port)]
-        self.proc = Proc("timestream-emulator", argv, log_dir, cwd=REPO)
 
 
 def query_range(prometheus: Prometheus, expr: str, start_s: float, end_s: float) -> dict:
@@ -72,7 +61,7 @@ def read_events(connector: Connector) -> list[dict]:
 def stack(log_root: Path, aws_key: AccessKey) -> Iterator[Launcher]:
     workdir = log_root / "test_e2e_remote_read"
     workdir.mkdir(parents=True, exist_ok=True)
-    timestream = EmulatedTimestream(workdir)
+    timestream = MotoTimestream(workdir, aws_key)
     launcher = Launcher(workdir, timestream, aws_key)
     try:
         timestream.start()

@@ -21,16 +21,19 @@ from moto.core.exceptions import JsonRESTError
 from moto.server import ThreadedMotoServer
 from moto.timestreamwrite.models import TimestreamWriteBackend
 
-from local_timestream.emulator import install_patches
+from local_timestream.emulator import ACCESS_KEY_ENV, SECRET_KEY_ENV, install_patches, require_credentials
 from local_timestream.show_records import stored_records
+from tests.helpers import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 
 BASE_ENV = {
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "AKIAFUNCTIONROLE0000",
-    "AWS_SECRET_ACCESS_KEY": "function-role-secret",
+    # The local Timestream knows one key pair (as `make run`'s does): the function's role in IAM
+    # mode signs with the same pair Prometheus sends in basic auth.
+    "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+    "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
     "DEFAULT_DATABASE": "prometheus",
     "DEFAULT_TABLE": "metrics",
     "LOG_LEVEL": "INFO",
@@ -53,14 +56,18 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def moto_endpoint():
-    """moto's server on loopback for the whole session (in this process, so faults can be
-    injected into its backend)."""
+    """The local Timestream on loopback for the whole session (in this process, so faults can be
+    injected into its backend), accepting only calls signed with the tests' key pair."""
     install_patches()
+    require_credentials({ACCESS_KEY_ID: SECRET_ACCESS_KEY})
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+        require_credentials(None)
 
 
 @pytest.fixture
@@ -69,7 +76,7 @@ def timestream(moto_endpoint):
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
     client = boto3.client(
         "timestream-write", region_name="us-east-1", endpoint_url=moto_endpoint,
-        aws_access_key_id="AKIASETUP00000000000", aws_secret_access_key="setup",
+        aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_ACCESS_KEY,
     )
     client.create_database(DatabaseName="prometheus")
     for table in ("metrics", "nodes", "apps"):
@@ -133,15 +140,49 @@ def stored(timestream_client, table: str = "metrics", database: str = "prometheu
     return stored_records(timestream_client.endpoint, database, table)
 
 
-class LocalRun:
-    """`make run`'s script (emulator + `chalice local`) running on free ports."""
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
 
-    def __init__(self, log_path: Path) -> None:
-        self.port, self.emulator_port = free_port(), free_port()
+
+def is_running(pid: int) -> bool:
+    """Whether `pid` exists and is not a zombie (an exited child not yet reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class LocalRun:
+    """`make run`'s script (emulator + `chalice local`) running on free ports, with the tests'
+    key pair and its log files in the test's tmp dir; `env` overrides the environment (None
+    removes a variable)."""
+
+    def __init__(self, log_path: Path, **env_overrides: str | None) -> None:
+        self.port = int(env_overrides.pop("PORT", None) or free_port())
+        self.emulator_port = int(env_overrides.pop("EMULATOR_PORT", None) or free_port())
         self.log_path = log_path
-        env = {**os.environ, "PORT": str(self.port), "EMULATOR_PORT": str(self.emulator_port)}
-        for name in CONFIG_VARIABLES + ("MAX_READ_RESPONSE_BYTES",):
+        self.timestream_log = log_path.with_name(log_path.stem + "-timestream.log")
+        env = {**os.environ, "PORT": str(self.port), "EMULATOR_PORT": str(self.emulator_port),
+               ACCESS_KEY_ENV: ACCESS_KEY_ID, SECRET_KEY_ENV: SECRET_ACCESS_KEY,
+               "RUN_LOG": str(self.timestream_log)}
+        for name in CONFIG_VARIABLES + ("MAX_READ_RESPONSE_BYTES", "RELOAD", "RUN_DATA"):
             env.pop(name, None)
+        for name, value in env_overrides.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        self.servers: list[int] = []
         with open(log_path, "w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, str(ROOT / "scripts" / "run_local.py")],
@@ -152,14 +193,23 @@ class LocalRun:
         return self.log_path.read_text()
 
     def wait_ready(self, seconds: float = 60) -> None:
+        """Wait for the ready message; note the servers' pids (the script's children)."""
         deadline = time.monotonic() + seconds
         while "Connector ready" not in self.output():
             assert self.process.poll() is None, self.output()
             assert time.monotonic() < deadline, f"make run was not ready in {seconds:.0f} s:\n" + self.output()
             time.sleep(0.2)
+        self.servers = child_pids(self.process.pid)
+
+    def wait_servers_gone(self, seconds: float = 15) -> None:
+        deadline = time.monotonic() + seconds
+        while any(is_running(pid) for pid in self.servers):
+            assert time.monotonic() < deadline, f"servers still running: {self.servers}"
+            time.sleep(0.05)
 
     def stop(self) -> None:
-        """SIGTERM lets the script stop its own servers; SIGKILL its group if it hangs."""
+        """SIGTERM lets the script stop its own servers; SIGKILL them (by pid) and the script if
+        it hangs."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -167,6 +217,9 @@ class LocalRun:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
+        for pid in self.servers:
+            if is_running(pid):
+                os.killpg(pid, signal.SIGKILL)  # each server leads its own process group
 
 
 @pytest.fixture(scope="session")

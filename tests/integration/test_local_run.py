@@ -1,13 +1,48 @@
-"""`make run`'s script over real HTTP: emulator + `chalice local`, a remote write, the records."""
+"""`make run`'s script over real HTTP: the local Timestream + `chalice local`, a remote write, the
+records; and how it starts, fails and stops."""
 
+import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import requests
 
-from tests.helpers import encode, now_ms, write_headers, write_request
-from tests.integration.conftest import ROOT, LocalRun
+from local_timestream.emulator import ACCESS_KEY_ENV, SECRET_KEY_ENV
+from tests.helpers import basic_auth, encode, now_ms, write_headers, write_request
+from tests.integration.conftest import ROOT, LocalRun, child_pids, free_port
+
+
+def records_listing(emulator_port: int, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "local_timestream.show_records", "--endpoint",
+         f"http://127.0.0.1:{emulator_port}", *args],
+        capture_output=True, text=True, timeout=30, cwd=ROOT,
+    )
+
+
+def post(port: int, body: bytes, **headers: str | None) -> requests.Response:
+    return requests.post(f"http://127.0.0.1:{port}/write", data=body, headers=write_headers(**headers), timeout=30)
+
+
+def printed_key_pair(output: str) -> tuple[str, str]:
+    """The basic_auth username and password of the printed remote_write block."""
+    username = re.search(r"username: (\S+)", output)
+    password = re.search(r"password: (\S+)", output)
+    assert username and password, output
+    return username.group(1), password.group(1)
+
+
+def cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+
+
+def chalice_local(run: LocalRun) -> int:
+    (pid,) = [pid for pid in run.servers if "local" in cmdline(pid) and any("chalice" in a for a in cmdline(pid))]
+    return pid
 
 
 def test_make_run_prints_ready_to_paste_remote_write_and_read_blocks(local_run):
@@ -19,36 +54,133 @@ def test_make_run_prints_ready_to_paste_remote_write_and_read_blocks(local_run):
         assert expected in output
 
 
+def test_start_up_says_where_a_local_run_differs_from_a_deployment(local_run):
+    output = local_run.output()
+    differences = output[output.index("Differences from a deployment:"):output.index("Connector ready")]
+    for expected in ("DEFAULT_DATABASE=prometheus", "DEFAULT_TABLE=metrics", "kept in memory", "RUN_DATA=",
+                     "accepts only the access key below", "RELOAD=1",
+                     f"Local Timestream log: {local_run.timestream_log}"):
+        assert expected in differences, differences
+
+
 def test_remote_write_over_http_is_stored_in_the_emulator(local_run):
-    port, emulator_port = local_run.port, local_run.emulator_port
     ts = now_ms()
     body = encode(write_request([([("__name__", "http_test_metric"), ("job", "e2e")], [(0.1 + 0.2, ts)])]))
-    response = requests.post(f"http://127.0.0.1:{port}/write", data=body, headers=write_headers(), timeout=30)
+    response = post(local_run.port, body)
     assert response.status_code == 204, response.text
-    listing = subprocess.run(
-        [sys.executable, "-m", "local_timestream.show_records", "--endpoint",
-         f"http://127.0.0.1:{emulator_port}", "--table", "metrics"],
-        capture_output=True, text=True, timeout=30, check=True, cwd=ROOT,
-    )
+    listing = records_listing(local_run.emulator_port, "--table", "metrics")
+    assert listing.returncode == 0, listing.stderr
     assert f'http_test_metric{{job="e2e"}} {0.1 + 0.2!r} @{ts}' in listing.stdout
 
 
 def test_bad_requests_over_http_get_their_status_and_the_server_keeps_serving(local_run):
-    port = local_run.port
-    url = f"http://127.0.0.1:{port}/write"
-    assert requests.post(url, data=b"garbage", headers=write_headers(), timeout=30).status_code == 400
-    assert requests.post(url, data=b"x", headers=write_headers(Authorization=None), timeout=30).status_code == 401
+    assert post(local_run.port, b"garbage").status_code == 400
+    assert post(local_run.port, b"x", Authorization=None).status_code == 401
     ok = encode(write_request([([("__name__", "after_errors"), ("job", "x")], [(1.0, now_ms())])]))
-    assert requests.post(url, data=ok, headers=write_headers(), timeout=30).status_code == 204
+    assert post(local_run.port, ok).status_code == 204
+
+
+def test_the_local_timestreams_log_goes_to_its_file_not_between_the_connectors_lines(local_run):
+    body = encode(write_request([([("__name__", "logged_metric"), ("job", "x")], [(1.0, now_ms())])]))
+    assert post(local_run.port, body).status_code == 204
+    log = local_run.timestream_log.read_text()
+    assert "WriteRecords 200 prometheus.metrics: 1 of 1 records stored" in log
+    output = local_run.output()
+    assert "WriteRecords" not in output and '"POST / HTTP/1.1"' not in output  # moto's access log
+    assert "\x1b[" not in output + log  # no colour codes
+
+
+def test_no_autoreload_unless_asked_for(local_run):
+    # chalice's reloader would restart the connector on every edit under the project (and serve
+    # it from a child process): the connector is one process, started without it.
+    pid = chalice_local(local_run)
+    assert "--no-autoreload" in cmdline(pid)
+    assert child_pids(pid) == []
+
+
+def test_reload_1_turns_autoreload_on(tmp_path):
+    run = LocalRun(tmp_path / "run.log", RELOAD="1")
+    try:
+        run.wait_ready()
+        assert "--autoreload" in cmdline(chalice_local(run))
+        assert "restarts the connector on every file change (RELOAD=1)" in run.output()
+    finally:
+        run.stop()
+
+
+def test_a_taken_port_stops_make_run_at_once_naming_the_port_and_how_to_choose_another(tmp_path):
+    for variable in ("PORT", "EMULATOR_PORT"):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            run = LocalRun(tmp_path / f"{variable}.log", **{variable: str(port)})
+            try:
+                assert run.process.wait(timeout=15) != 0
+            finally:
+                run.stop()
+        output = run.output()
+        assert f"port {port}" in output and f"make run {variable}=" in output, output
+        assert "Connector ready" not in output and "Traceback" not in output
+
+
+def test_a_server_that_dies_stops_make_run_with_a_message(tmp_path):
+    run = LocalRun(tmp_path / "run.log")
+    try:
+        run.wait_ready()
+        (emulator,) = [pid for pid in run.servers if "local_timestream" in cmdline(pid)]
+        os.kill(emulator, signal.SIGKILL)
+        assert run.process.wait(timeout=15) == 1
+        run.wait_servers_gone()
+    finally:
+        run.stop()
+    assert "the local Timestream exited" in run.output()
 
 
 def test_stopping_make_run_stops_both_servers(tmp_path):
     run = LocalRun(tmp_path / "run.log")
     try:
         run.wait_ready()
+        assert len(run.servers) == 2, run.servers
     finally:
         run.process.terminate()
         run.process.wait(timeout=15)
+    run.wait_servers_gone()
     for port in (run.port, run.emulator_port):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on {port}"
+
+
+def test_the_printed_key_is_accepted_others_get_403_and_run_data_keeps_the_data(tmp_path):
+    data = tmp_path / "data"
+    ts = now_ms()
+    body = encode(write_request([([("__name__", "kept_metric"), ("job", "x")], [(2.5, ts)])]))
+    # make run's own defaults: the printed key pair, not the tests'.
+    defaults = {ACCESS_KEY_ENV: None, SECRET_KEY_ENV: None, "RUN_DATA": str(data)}
+    first = LocalRun(tmp_path / "first.log", **defaults)
+    try:
+        first.wait_ready()
+        key_id, secret = printed_key_pair(first.output())
+        assert f"kept in {data} across restarts" in first.output()
+        wrong = post(first.port, body, Authorization=basic_auth(key_id, secret + "x"))
+        assert wrong.status_code == 403 and "InvalidSignatureException" in wrong.text
+        unknown = post(first.port, body, Authorization=basic_auth("AKIAUNKNOWN000000000", secret))
+        assert unknown.status_code == 403 and "UnrecognizedClientException" in unknown.text
+        assert post(first.port, body, Authorization=basic_auth(key_id, secret)).status_code == 204
+    finally:
+        first.stop()
+    second = LocalRun(tmp_path / "second.log", **defaults)
+    try:
+        second.wait_ready()
+        listing = records_listing(second.emulator_port, "--table", "metrics")
+        assert f'kept_metric{{job="x"}} 2.5 @{ts}' in listing.stdout, listing.stdout + listing.stderr
+    finally:
+        second.stop()
+
+
+def test_make_records_with_nothing_running_says_to_start_make_run(tmp_path):
+    listing = records_listing(free_port())
+    assert listing.returncode != 0
+    assert listing.stdout == ""
+    (line,) = listing.stderr.splitlines()
+    assert "make run" in line and "Traceback" not in listing.stderr

@@ -22,17 +22,28 @@ from local_timestream import emulator
 
 REGION = "us-east-1"
 COMMON = {"MeasureValueType": "DOUBLE", "TimeUnit": "MILLISECONDS"}
+HISTORIC = {
+    "RetentionProperties": {"MemoryStoreRetentionPeriodInHours": 6, "MagneticStoreRetentionPeriodInDays": 73000},
+    "MagneticStoreWriteProperties": {"EnableMagneticStoreWrites": True},
+}
 
 
 @pytest.fixture
 def aws():
     emulator.install_patches()
-    with mock_aws():
-        write = boto3.client("timestream-write", region_name=REGION)
-        query = boto3.client("timestream-query", region_name=REGION)
-        write.create_database(DatabaseName="prom")
-        write.create_table(DatabaseName="prom", TableName="metrics")
-        yield write, query
+    # mock_aws signs with its own fake keys: whatever pair a running suite requires is not it.
+    required = emulator.require_credentials(None)
+    try:
+        with mock_aws():
+            write = boto3.client("timestream-write", region_name=REGION)
+            query = boto3.client("timestream-query", region_name=REGION)
+            write.create_database(DatabaseName="prom")
+            # Magnetic-store writes let these tests write times near the epoch (the 200 years of
+            # magnetic retention reach back to 1826); the memory store alone keeps 6 hours.
+            write.create_table(DatabaseName="prom", TableName="metrics", **HISTORIC)
+            yield write, query
+    finally:
+        emulator.require_credentials(required)
 
 
 def record(name, value, ms, **dims):
@@ -151,7 +162,7 @@ def test_select_answers_the_readers_sql_from_the_stored_records(aws):
 
 def test_time_bounds_and_absent_labels_follow_the_sql(aws):
     write, query = aws
-    put(write, [record("up", float(ms), ms, job="a") for ms in (999, 1000, 2000, 2001)] + [record("up", 7.0, 1500)])
+    put(write, [record("up", float(ms), ms, job="a") for ms in (999, 1000, 2000, 2001)] + [record("up", 7.0, 1500, inst="x")])
     sql = build_query("prom", "metrics", [Matcher(EQ, "job", "")], 1000, 2000, {"job"})
     assert [row["measure_value::double"] for row in all_rows(query, sql)] == ["7.0"]
     sql = build_query("prom", "metrics", [Matcher(NRE, "job", "b|c")], 1000, 2000, {"job"})
@@ -168,7 +179,7 @@ def test_a_record_written_twice_is_answered_once(aws):
 
 def test_other_select_statements_get_typed_columns(aws):
     write, query = aws
-    put(write, [record("up", 1.5, 1000, job="a"), record("up", 2.5, 2000)])
+    put(write, [record("up", 1.5, 1000, job="a"), record("up", 2.5, 2000, inst="y")])
     page = query.query(QueryString='SELECT count(*) AS n, max("measure_value::double") AS top, '
                                    'min(job) AS j FROM "prom"."metrics"')
     assert [(c["Name"], c["Type"]["ScalarType"]) for c in page["ColumnInfo"]] == [
@@ -206,7 +217,7 @@ def test_answers_are_paged_1000_rows_a_page_with_next_token(aws):
 def test_a_next_token_is_only_good_for_its_query_and_once(aws, monkeypatch):
     write, query = aws
     monkeypatch.setattr(emulator.EMULATOR, "page_rows", 2)
-    put(write, [record("up", float(i), 1000 + i) for i in range(5)])
+    put(write, [record("up", float(i), 1000 + i, job="a") for i in range(5)])
     sql = 'SELECT * FROM "prom"."metrics"'
     token = query.query(QueryString=sql)["NextToken"]
     with pytest.raises(ClientError) as other:

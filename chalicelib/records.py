@@ -31,7 +31,7 @@ MAX_DIMENSIONS = 128
 MAX_MEASURE_NAME_BYTES = 256
 MAX_RECORD_BYTES = 2048
 RESERVED_NAMES = frozenset({"time", "measure_name", "measure_value"})
-RESERVED_PREFIXES = ("ts_", "measure_name")
+RESERVED_PREFIXES = ("ts_", "measure_name", "measure_value")
 # A DOUBLE measure and the timestamp each count 8 bytes towards the record size.
 _FIXED_RECORD_BYTES = 16
 

@@ -4,6 +4,8 @@
 #   <out>/simple-template.yml        no parameters, basic auth            (templates/simple.yml)
 #   <out>/advanced-template.yml      parameters, basic auth               (templates/advanced.yml)
 #   <out>/advanced-iam-template.yml  parameters, SigV4 auth, AUTH_MODE=iam (advanced.yml + iam.yml)
+#
+# templates/gateway-responses.yml (API Gateway's own error answers) is merged into all three.
 #   <out>/deployment.zip             app.py, chalicelib/ and the Linux x86_64 wheels of
 #                                    requirements.txt, for the Lambda runtime
 #
@@ -35,24 +37,30 @@ fi
 work_dir=$(mktemp -d)
 trap 'rm -rf "$work_dir"' EXIT
 
-# chalice takes one merge template: merge the IAM overlay into the advanced one first, with
-# chalice's own YAML loader and merger so the result is what chalice would have made of both.
-"$bin_dir/python" - templates/advanced.yml templates/iam.yml "$work_dir/advanced-iam.yml" <<'PY'
+# chalice takes one merge template: deep-merge each variant's layers into one file first (later
+# layers win), with chalice's own YAML loader and merger so the result is what chalice would have
+# made of them.
+merge() {  # merge OUT LAYER...
+    "$bin_dir/python" - "$@" <<'PY'
 import sys
 
 import yaml
 from chalice.package import TemplateDeepMerger, YAMLTemplateSerializer
 
-base_path, overlay_path, out_path = sys.argv[1:]
+out_path, *layer_paths = sys.argv[1:]
 serializer = YAMLTemplateSerializer()
-with open(base_path) as base, open(overlay_path) as overlay:
-    merged = TemplateDeepMerger().merge(
-        serializer.load_template(overlay.read(), overlay_path),
-        serializer.load_template(base.read(), base_path),
-    )
+merged = {}
+for path in layer_paths:
+    with open(path) as layer:
+        merged = TemplateDeepMerger().merge(serializer.load_template(layer.read(), path), merged)
 with open(out_path, "w") as out:
     yaml.safe_dump(merged, out, sort_keys=False)
 PY
+}
+
+merge "$work_dir/simple.yml" templates/simple.yml templates/gateway-responses.yml
+merge "$work_dir/advanced.yml" templates/advanced.yml templates/gateway-responses.yml
+merge "$work_dir/advanced-iam.yml" templates/advanced.yml templates/gateway-responses.yml templates/iam.yml
 
 package() {  # package VARIANT MERGE_TEMPLATE
     local variant=$1 merge_template=$2
@@ -65,9 +73,9 @@ package() {  # package VARIANT MERGE_TEMPLATE
     fi
 }
 
-package simple templates/simple.yml
-package advanced templates/advanced.yml
-package advanced-iam "$work_dir/advanced-iam.yml"
+for variant in simple advanced advanced-iam; do
+    package "$variant" "$work_dir/$variant.yml"
+done
 
 mkdir -p "$out_dir"
 for variant in simple advanced advanced-iam; do

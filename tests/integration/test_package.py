@@ -72,6 +72,35 @@ IAM_GATEWAY_RESPONSE_STATUS = {"MISSING_AUTHENTICATION_TOKEN": "403", "INCOMPLET
 # The answers to a wrong URL or wrong credentials say where to send Prometheus's requests.
 ROUTE_HINTS = ("MISSING_AUTHENTICATION_TOKEN", "INCOMPLETE_SIGNATURE", "INVALID_SIGNATURE", "UNAUTHORIZED", "DEFAULT_4XX")
 
+# The connector's metrics (EMF in its log): every one carries Function; these also come by Reason.
+WRITE_METRICS = (
+    "SamplesWritten", "SamplesDropped", "SamplesRefused", "RecordsRejected", "TimestreamCalls",
+    "TimestreamRetries", "TimestreamThrottles", "TimestreamWriteUnits", "RequestDuration",
+)
+READ_METRICS = ("ReadQueries", "ReadSeries", "ReadBytes", "ReadDuration")
+BY_REASON = ("SamplesDropped", "SamplesRefused", "RecordsRejected")
+METRICS_NAMESPACE = "PrometheusTimestream"
+# Variables of the configuration contract the templates may set before this checkout's
+# chalicelib/config.py reads them (the connector ignores a variable it does not read).
+CONTRACT_VARIABLES = {"METRICS_NAMESPACE"}
+FUNCTION = {"Ref": "APIHandler"}  # the function's name
+# alarm -> (namespace, metric, dimensions); the connector's own alarms exist only with a namespace
+ALARMS = {
+    "ApiServerErrorRateAlarm": (
+        "AWS/ApiGateway", "5XXError",
+        [{"Name": "ApiName", "Value": {"Ref": "LambdaFunctionName"}},
+         {"Name": "Stage", "Value": {"Ref": "APIGatewayStageName"}}],
+    ),
+    "FunctionErrorsAlarm": ("AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": FUNCTION}]),
+    "FunctionThrottlesAlarm": ("AWS/Lambda", "Throttles", [{"Name": "FunctionName", "Value": FUNCTION}]),
+    "FunctionDurationAlarm": ("AWS/Lambda", "Duration", [{"Name": "FunctionName", "Value": FUNCTION}]),
+    "TimestreamThrottlesAlarm": (
+        {"Ref": "MetricsNamespace"}, "TimestreamThrottles", [{"Name": "Function", "Value": FUNCTION}]
+    ),
+    "SamplesRefusedAlarm": ({"Ref": "MetricsNamespace"}, "SamplesRefused", [{"Name": "Function", "Value": FUNCTION}]),
+}
+TOPIC = "arn:aws:sns:eu-west-1:111122223333:prometheus-alerts"
+
 # glibc of the Lambda runtime's OS: Amazon Linux 2 up to python3.11, Amazon Linux 2023 after.
 RUNTIME_GLIBC = {"python3.10": (2, 26), "python3.11": (2, 26), "python3.12": (2, 34), "python3.13": (2, 34)}
 LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
@@ -431,6 +460,8 @@ def test_environment_is_valid_for_the_connector(templates: dict[str, dict[str, A
     config_source = (ROOT / "chalicelib" / "config.py").read_text()
     environment = _environment(template)
     for name in environment:
+        if name in CONTRACT_VARIABLES:
+            continue
         assert f'"{name}"' in config_source, f"{name} is not read by chalicelib/config.py"
     values = _defaults(template)
     timeouts = template.get("Parameters", {}).get("TimeoutInMillis", {}).get("AllowedValues", [None])
@@ -675,6 +706,127 @@ def test_chalice_config_stages() -> None:
         assert f"/aws/lambda/prometheus-timestream-{name}" in policy, name
         settings = load_settings(stage["environment_variables"])
         assert settings.write_budget_seconds + 3 <= stage["lambda_timeout"] <= 29, name
+
+
+# --- metrics, alarms and dashboard ---------------------------------------------------------------
+
+def test_metrics_namespace_is_set_in_every_variant(templates: dict[str, dict[str, Any]]) -> None:
+    assert _environment(templates["simple"])["METRICS_NAMESPACE"] == METRICS_NAMESPACE
+    for variant in PARAMETERISED:
+        template = templates[variant]
+        assert template["Parameters"]["MetricsNamespace"]["Default"] == METRICS_NAMESPACE
+        assert _environment(template)["METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+        pattern = template["Parameters"]["MetricsNamespace"]["AllowedPattern"]
+        assert re.fullmatch(pattern, "") and re.fullmatch(pattern, "Team/Prometheus-1")
+        assert not re.fullmatch(pattern, "AWS/Lambda") and not re.fullmatch(pattern, 'a"b')
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_api_is_named_after_the_function_for_its_metrics(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    """AWS/ApiGateway metrics name the API by its name only: a name per stack keeps stacks apart."""
+    template = templates[variant]
+    assert _resource(template, "RestAPI")["Name"] == {"Ref": "LambdaFunctionName"}
+    assert _swagger(template)["info"]["title"] == {"Ref": "LambdaFunctionName"}
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_alarms_watch_the_right_metrics(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    template = templates[variant]
+    resources = template["Resources"]
+    alarms = {name for name, resource in resources.items() if resource["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms == set(ALARMS)
+    for name, (namespace, metric, dimensions) in ALARMS.items():
+        alarm = resources[name]["Properties"]
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"]) == (namespace, metric, dimensions), name
+        assert alarm["TreatMissingData"] == "notBreaching", name  # no traffic is not an error
+        assert alarm["ComparisonOperator"].startswith("GreaterThan"), name
+        assert resources[name].get("Condition") == ("HasMetrics" if namespace == {"Ref": "MetricsNamespace"} else None)
+        assert alarm["AlarmName"]["Fn::Sub"].startswith("${LambdaFunctionName}-"), name
+    error_rate = resources["ApiServerErrorRateAlarm"]["Properties"]
+    assert error_rate["Statistic"] == "Average" and 0 < error_rate["Threshold"] < 1  # 5XXError is 0 or 1 per request
+    assert _resource(template, "RestAPI")["Name"] == error_rate["Dimensions"][0]["Value"]
+    assert _resource(template, "RestAPI")["StageName"] == error_rate["Dimensions"][1]["Value"]
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_duration_alarm_is_80_percent_of_the_timeout(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    template = templates[variant]
+    alarm = _resource(template, "FunctionDurationAlarm")
+    assert alarm["Statistic"] == "Maximum" or alarm.get("ExtendedStatistic") == "p99"
+    values = _defaults(template)
+    for millis in template["Parameters"]["TimeoutInMillis"]["AllowedValues"]:
+        values["TimeoutInMillis"] = millis
+        threshold = float(_evaluate(alarm["Threshold"], template, values))
+        timeout_ms = 1000 * int(_evaluate(_resource(template, "APIHandler")["Timeout"], template, values))
+        assert threshold == 0.8 * int(millis) == 0.8 * timeout_ms, millis
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+@pytest.mark.parametrize("topic", ("", TOPIC))
+def test_alarms_notify_the_topic_only_when_given(templates: dict[str, dict[str, Any]], variant: str, topic: str) -> None:
+    template = templates[variant]
+    parameter = template["Parameters"]["AlarmTopicArn"]
+    assert parameter["Default"] == "" and re.fullmatch(parameter["AllowedPattern"], topic)
+    values = _defaults(template) | {"AlarmTopicArn": topic}
+    for name in ALARMS:
+        alarm = _evaluate(_resource(template, name), template, values)
+        for actions in ("AlarmActions", "OKActions"):
+            assert alarm.get(actions) == ([topic] if topic else None), (name, actions)
+
+
+def _dashboard(template: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    body = _evaluate(_resource(template, "Dashboard")["DashboardBody"], template, values)
+    return json.loads(body)
+
+
+def _graphed(dashboard: dict[str, Any]) -> tuple[set[tuple[Any, ...]], list[str]]:
+    """(namespace, metric, dimensions...) of each graphed metric, and each metric math expression."""
+    metrics, expressions = set(), []
+    for widget in dashboard["widgets"]:
+        for row in widget["properties"].get("metrics", []):
+            if isinstance(row[0], dict):
+                expressions.append(row[0]["expression"])
+            else:
+                metrics.add(tuple(item for item in row if not isinstance(item, dict)))
+    return metrics, expressions
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_dashboard_shows_every_metric(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    template = templates[variant]
+    values = _defaults(template)
+    dashboard = _dashboard(template, values)
+    function = _evaluate(FUNCTION, template, values)
+    api = ("ApiName", values["LambdaFunctionName"], "Stage", values["APIGatewayStageName"])
+    metrics, expressions = _graphed(dashboard)
+    for metric in WRITE_METRICS + READ_METRICS:
+        assert (METRICS_NAMESPACE, metric, "Function", function) in metrics, metric
+    for metric in BY_REASON:
+        (search,) = [e for e in expressions if f'MetricName="{metric}"' in e]
+        assert search.startswith(f"SEARCH('{{\"{METRICS_NAMESPACE}\",Function,Reason}} "), search
+        assert f'Function="{function}"' in search, search
+    for metric in ("Count", "4XXError", "5XXError", "Latency", "IntegrationLatency"):
+        assert ("AWS/ApiGateway", metric, *api) in metrics, metric
+    for metric in ("Invocations", "Errors", "Throttles", "Duration", "ConcurrentExecutions"):
+        assert ("AWS/Lambda", metric, "FunctionName", function) in metrics, metric
+    shown_alarms = {alarm for w in dashboard["widgets"] if w["type"] == "alarm" for alarm in w["properties"]["alarms"]}
+    assert shown_alarms == {f"arn:{name}.Arn" for name in ALARMS}
+    for widget in dashboard["widgets"]:
+        assert 1 <= widget["width"] <= 24 and widget["height"] >= 1, widget
+        if widget["type"] == "metric":
+            assert widget["properties"]["region"] == PSEUDO_PARAMETERS["AWS::Region"], widget
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_dashboard_without_metrics_namespace_shows_aws_metrics_only(
+    templates: dict[str, dict[str, Any]], variant: str
+) -> None:
+    template = templates[variant]
+    values = _defaults(template) | {"MetricsNamespace": ""}
+    dashboard = _dashboard(template, values)  # fails if it names an alarm that does not exist
+    metrics, expressions = _graphed(dashboard)
+    assert metrics and {namespace for namespace, *_ in metrics} == {"AWS/ApiGateway", "AWS/Lambda"}
+    assert not expressions
 
 
 # --- the zip -----------------------------------------------------------------------------------

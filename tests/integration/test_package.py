@@ -6,9 +6,12 @@ scripts/package.sh on the copy. Packaging needs no AWS credentials and reaches t
 
 What is checked: the three templates pass cfn-lint; every advanced parameter is wired into the
 resource it names and every output points at a real route; the API delivers protobuf bytes both
-ways; the IAM variant signs every route; IAM policies grant no wildcard action; the zip holds the
-app, every pinned runtime requirement and Linux x86_64 builds of the compiled ones (chalice drops
-wheels it finds incompatible without failing) and nothing from the dev tooling.
+ways; the IAM variant signs every route; API Gateway's own answers are fixed lines that quote
+nothing of the request and are deployed with the stage; the alarms watch the right metrics and
+notify only a given topic; the dashboard is valid JSON naming every metric; IAM policies grant no
+wildcard action; the zip holds the app, every pinned runtime requirement and Linux x86_64 builds
+of the compiled ones (chalice drops wheels it finds incompatible without failing) and nothing
+from the dev tooling.
 """
 
 from __future__ import annotations

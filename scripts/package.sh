@@ -7,6 +7,8 @@
 #   <out>/deployment.zip             app.py, chalicelib/ and the Linux x86_64 wheels of
 #                                    requirements.txt, for the Lambda runtime
 #
+# templates/gateway-responses.yml (API Gateway's own error answers) is merged into all three.
+#
 # The templates refer to ./deployment.zip (CodeUri), so keep the four files together; see
 # docs/deploy.md for deploying them.
 #
@@ -35,19 +37,34 @@ fi
 work_dir=$(mktemp -d)
 trap 'rm -rf "$work_dir"' EXIT
 
-# chalice takes one merge template: merge the IAM overlay into the advanced one first, with
-# chalice's own YAML loader and merger so the result is what chalice would have made of both.
-"$bin_dir/python" - templates/advanced.yml templates/iam.yml "$work_dir/advanced-iam.yml" <<'PY'
+# chalice takes one merge template: deep-merge each variant's layers into one file first (later
+# layers win), with chalice's own YAML loader and merger so the result is what chalice would have
+# made of them.
+merge() {  # merge OUT LAYER...
+    "$bin_dir/python" - "$@" <<'PY'
 import sys
 
 import yaml
 from chalice.package import TemplateDeepMerger, YAMLTemplateSerializer
 
-base_path, overlay_path, out_path = sys.argv[1:]
+out_path, *layer_paths = sys.argv[1:]
 serializer = YAMLTemplateSerializer()
-overlay_template = serializer.load_template(open(overlay_path).read(), overlay_path)
-# Every route the app has (the catch-all ones included) is signed with SigV4, as chalice writes
-# it for an IAMAuthorizer: the list comes from app.py, so no route can be left open by omission.
+merged = {}
+for path in layer_paths:
+    with open(path) as layer:
+        merged = TemplateDeepMerger().merge(serializer.load_template(layer.read(), path), merged)
+with open(out_path, "w") as out:
+    yaml.safe_dump(merged, out, sort_keys=False)
+PY
+}
+
+# The IAM variant signs every route app.py has (the catch-all ones included), written as chalice
+# writes it for an IAMAuthorizer: the list comes from the app, so no route is left open by omission.
+"$bin_dir/python" - "$work_dir/signed-routes.yml" <<'PY'
+import sys
+
+import yaml
+
 sys.path.insert(0, ".")
 from app import app  # noqa: E402
 
@@ -55,18 +72,21 @@ paths = {
     path: {method.lower(): {"security": [{"sigv4": []}]} for method in methods}
     for path, methods in app.routes.items()
 }
-overlay_template["Resources"].setdefault("RestAPI", {}).setdefault("Properties", {})["DefinitionBody"] = {
+definition = {
     "securityDefinitions": {
         "sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
                   "x-amazon-apigateway-authtype": "awsSigv4"},
     },
     "paths": paths,
 }
-with open(base_path) as base:
-    merged = TemplateDeepMerger().merge(overlay_template, serializer.load_template(base.read(), base_path))
-with open(out_path, "w") as out:
-    yaml.safe_dump(merged, out, sort_keys=False)
+with open(sys.argv[1], "w") as out:
+    yaml.safe_dump({"Resources": {"RestAPI": {"Properties": {"DefinitionBody": definition}}}}, out)
 PY
+
+merge "$work_dir/simple.yml" templates/simple.yml templates/gateway-responses.yml
+merge "$work_dir/advanced.yml" templates/advanced.yml templates/gateway-responses.yml
+merge "$work_dir/advanced-iam.yml" templates/advanced.yml templates/gateway-responses.yml templates/iam.yml \
+    "$work_dir/signed-routes.yml"
 
 package() {  # package VARIANT MERGE_TEMPLATE
     local variant=$1 merge_template=$2
@@ -79,9 +99,9 @@ package() {  # package VARIANT MERGE_TEMPLATE
     fi
 }
 
-package simple templates/simple.yml
-package advanced templates/advanced.yml
-package advanced-iam "$work_dir/advanced-iam.yml"
+for variant in simple advanced advanced-iam; do
+    package "$variant" "$work_dir/$variant.yml"
+done
 
 mkdir -p "$out_dir"
 for variant in simple advanced advanced-iam; do

@@ -6,13 +6,17 @@ scripts/package.sh on the copy. Packaging needs no AWS credentials and reaches t
 
 What is checked: the three templates pass cfn-lint; every advanced parameter is wired into the
 resource it names and every output points at a real route; the API delivers protobuf bytes both
-ways; the IAM variant signs every route; IAM policies grant no wildcard action; the zip holds the
-app, every pinned runtime requirement and Linux x86_64 builds of the compiled ones (chalice drops
-wheels it finds incompatible without failing) and nothing from the dev tooling.
+ways; the IAM variant signs every route; API Gateway's own answers are fixed lines that quote
+nothing of the request and are deployed with the stage; the alarms watch the right metrics and
+notify only a given topic; the dashboard is valid JSON naming every metric; IAM policies grant no
+wildcard action; the zip holds the app, every pinned runtime requirement and Linux x86_64 builds
+of the compiled ones (chalice drops wheels it finds incompatible without failing) and nothing
+from the dev tooling.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata as metadata
 import json
 import os
@@ -22,7 +26,7 @@ import struct
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,48 @@ ALLOWED_ACTIONS = {
     "timestream:DescribeEndpoints", "timestream:WriteRecords", "timestream:Select",
     "timestream:DescribeTable", "execute-api:Invoke",
 }
+# API Gateway's own answers (in the API definition, see templates/gateway-responses.yml), and the
+# status each must have. None of them may quote the request: the defaults' $context.error.message
+# quotes the Authorization header, basic-auth credentials included.
+GATEWAY_RESPONSES = "x-amazon-apigateway-gateway-responses"
+GATEWAY_RESPONSE_STATUS = {
+    "MISSING_AUTHENTICATION_TOKEN": "404", "INCOMPLETE_SIGNATURE": "404", "INVALID_SIGNATURE": "403",
+    "EXPIRED_TOKEN": "403", "ACCESS_DENIED": "403", "UNAUTHORIZED": "401",
+    "THROTTLED": "503",  # a 5xx: Prometheus retries it, where it drops a 429 by default
+    "REQUEST_TOO_LARGE": "413", "INTEGRATION_TIMEOUT": "504",
+    "DEFAULT_4XX": None, "DEFAULT_5XX": None,  # keep the status of the type they stand in for
+}
+# With SigV4 checked by API Gateway, these also answer unsigned requests to /write and /read.
+IAM_GATEWAY_RESPONSE_STATUS = {"MISSING_AUTHENTICATION_TOKEN": "403", "INCOMPLETE_SIGNATURE": "403"}
+# The answers to a wrong URL or wrong credentials say where to send Prometheus's requests.
+ROUTE_HINTS = ("MISSING_AUTHENTICATION_TOKEN", "INCOMPLETE_SIGNATURE", "INVALID_SIGNATURE", "UNAUTHORIZED", "DEFAULT_4XX")
+
+# The connector's metrics (EMF in its log): every one carries Function; these also come by Reason.
+WRITE_METRICS = (
+    "SamplesWritten", "SamplesDropped", "SamplesRefused", "RecordsRejected", "TimestreamCalls",
+    "TimestreamRetries", "TimestreamThrottles", "TimestreamWriteUnits", "RequestDuration",
+)
+READ_METRICS = ("ReadQueries", "ReadSeries", "ReadBytes", "ReadDuration")
+BY_REASON = ("SamplesDropped", "SamplesRefused", "RecordsRejected")
+METRICS_NAMESPACE = "PrometheusTimestream"
+FUNCTION = {"Ref": "APIHandler"}  # the function's name
+# alarm -> (namespace, metric, dimensions); the connector's own alarms exist only with a namespace
+ALARMS = {
+    "ApiServerErrorRateAlarm": (
+        "AWS/ApiGateway", "5XXError",
+        [{"Name": "ApiName", "Value": {"Ref": "LambdaFunctionName"}},
+         {"Name": "Stage", "Value": {"Ref": "APIGatewayStageName"}}],
+    ),
+    "FunctionErrorsAlarm": ("AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": FUNCTION}]),
+    "FunctionThrottlesAlarm": ("AWS/Lambda", "Throttles", [{"Name": "FunctionName", "Value": FUNCTION}]),
+    "FunctionDurationAlarm": ("AWS/Lambda", "Duration", [{"Name": "FunctionName", "Value": FUNCTION}]),
+    "TimestreamThrottlesAlarm": (
+        {"Ref": "MetricsNamespace"}, "TimestreamThrottles", [{"Name": "Function", "Value": FUNCTION}]
+    ),
+    "SamplesRefusedAlarm": ({"Ref": "MetricsNamespace"}, "SamplesRefused", [{"Name": "Function", "Value": FUNCTION}]),
+}
+TOPIC = "arn:aws:sns:eu-west-1:111122223333:prometheus-alerts"
+
 # glibc of the Lambda runtime's OS: Amazon Linux 2 up to python3.11, Amazon Linux 2023 after.
 RUNTIME_GLIBC = {"python3.10": (2, 26), "python3.11": (2, 26), "python3.12": (2, 34), "python3.13": (2, 34)}
 LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
@@ -156,14 +202,93 @@ def _policy_documents(template: dict[str, Any]) -> Iterator[tuple[str, dict[str,
             assert "Policies" not in properties, f"{name} must use the hand-written role"
 
 
-def _resolve(node: Any, template: dict[str, Any], values: dict[str, str]) -> Any:
-    """Value of Ref / Fn::FindInMap over parameters, as CloudFormation computes it."""
-    if isinstance(node, dict) and set(node) == {"Ref"}:
-        return values[node["Ref"]]
-    if isinstance(node, dict) and set(node) == {"Fn::FindInMap"}:
-        mapping, key, attribute = (_resolve(part, template, values) for part in node["Fn::FindInMap"])
-        return template["Mappings"][mapping][key][attribute]
-    return node
+PSEUDO_PARAMETERS = {
+    "AWS::AccountId": "111122223333", "AWS::Partition": "aws", "AWS::Region": "eu-west-1",
+    "AWS::StackName": "stack", "AWS::URLSuffix": "amazonaws.com",
+}
+NO_VALUE = object()  # AWS::NoValue: the property or list item is left out
+
+
+def _evaluate(node: Any, template: dict[str, Any], values: dict[str, str]) -> Any:
+    """Value of a template fragment for these parameter values, as CloudFormation computes it.
+
+    Handles Ref, Fn::Sub, Fn::Join, Fn::If, Fn::FindInMap, Fn::GetAtt and the condition functions.
+    A resource's Ref is "<LogicalId>-id" and its Fn::GetAtt "arn:<LogicalId>.<attribute>"; referring
+    to a resource whose condition is false fails, as it fails CloudFormation.
+    """
+    if isinstance(node, list):
+        items = (_evaluate(item, template, values) for item in node)
+        return [item for item in items if item is not NO_VALUE]
+    if not isinstance(node, dict):
+        return node
+    if len(node) == 1:
+        (function, argument), = node.items()
+        if function == "Ref":
+            return _reference(argument, None, template, values)
+        if function == "Fn::GetAtt":
+            name, attribute = argument.split(".", 1) if isinstance(argument, str) else argument
+            return _reference(name, attribute, template, values)
+        if function == "Fn::Sub":
+            text, variables = (argument, {}) if isinstance(argument, str) else argument
+            variables = {key: _evaluate(value, template, values) for key, value in variables.items()}
+            return _substitute(text, variables, template, values)
+        if function == "Fn::Join":
+            separator, items = argument
+            return separator.join(str(item) for item in _evaluate(items, template, values))
+        if function == "Fn::If":
+            condition, when_true, when_false = argument
+            return _evaluate(when_true if _condition(condition, template, values) else when_false, template, values)
+        if function == "Fn::FindInMap":
+            mapping, key, attribute = (_evaluate(part, template, values) for part in argument)
+            return template["Mappings"][mapping][key][attribute]
+        if function in ("Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Condition"):
+            return _condition_value(node, template, values)
+    evaluated = {key: _evaluate(value, template, values) for key, value in node.items()}
+    return {key: value for key, value in evaluated.items() if value is not NO_VALUE}
+
+
+def _reference(name: str, attribute: str | None, template: dict[str, Any], values: dict[str, str]) -> Any:
+    if name == "AWS::NoValue":
+        return NO_VALUE
+    if name in PSEUDO_PARAMETERS:
+        return PSEUDO_PARAMETERS[name]
+    if name in template.get("Parameters", {}):
+        if template["Parameters"][name]["Type"] == "CommaDelimitedList":
+            return values[name].split(",")
+        return values[name]
+    resource = template["Resources"][name]
+    if "Condition" in resource:
+        assert _condition(resource["Condition"], template, values), f"{name} does not exist here"
+    return f"{name}-id" if attribute is None else f"arn:{name}.{attribute}"
+
+
+def _substitute(text: str, variables: dict[str, Any], template: dict[str, Any], values: dict[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name.startswith("!"):
+            return "${" + name[1:] + "}"
+        if name in variables:
+            return str(variables[name])
+        if "." in name and not name.startswith("AWS::"):
+            return str(_reference(*name.split(".", 1), template, values))
+        return str(_reference(name, None, template, values))
+
+    return re.sub(r"\$\{([^}]*)\}", replace, text)
+
+
+def _condition(name: str, template: dict[str, Any], values: dict[str, str]) -> bool:
+    return _condition_value(template["Conditions"][name], template, values)
+
+
+def _condition_value(node: dict[str, Any], template: dict[str, Any], values: dict[str, str]) -> bool:
+    (function, argument), = node.items()
+    if function == "Condition":
+        return _condition(argument, template, values)
+    if function == "Fn::Equals":
+        left, right = (_evaluate(part, template, values) for part in argument)
+        return left == right
+    results = [_condition_value(part, template, values) for part in argument]
+    return {"Fn::Not": lambda: not results[0], "Fn::And": lambda: all(results), "Fn::Or": lambda: any(results)}[function]()
 
 
 def _defaults(template: dict[str, Any]) -> dict[str, str]:
@@ -223,21 +348,34 @@ class _NoAliases(yaml.SafeDumper):
         return True
 
 
-def test_sam_transform_keeps_the_wiring(dist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs the SAM transform CloudFormation runs, and lints its output."""
+@pytest.fixture
+def sam_transform(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The SAM transform CloudFormation runs on a template (with the parameters' defaults)."""
     pytest.importorskip("samtranslator", reason="aws-sam-translator is not installed")
     from samtranslator.parser.parser import Parser
     from samtranslator.translator.translator import Translator
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # the translator builds ARNs with it
-    translated_files = []
-    for variant in VARIANTS:
-        template = yaml.safe_load((dist / f"{variant}-template.yml").read_text())
+
+    def transform(template: dict[str, Any]) -> dict[str, Any]:
+        template = copy.deepcopy(template)
         # What `aws cloudformation package` does with the local CodeUri.
         template["Resources"]["APIHandler"]["Properties"]["CodeUri"] = "s3://bucket/deployment.zip"
-        output = Translator(managed_policy_map={}, sam_parser=Parser()).translate(
+        return Translator(managed_policy_map={}, sam_parser=Parser()).translate(
             sam_template=template, parameter_values=_defaults(template)
         )
+
+    return transform
+
+
+def test_sam_transform_keeps_the_wiring(
+    templates: dict[str, dict[str, Any]], tmp_path: Path, sam_transform: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    """Runs the SAM transform CloudFormation runs, and lints its output."""
+    translated_files = []
+    for variant in VARIANTS:
+        template = templates[variant]
+        output = sam_transform(template)
         resources = output["Resources"]
         stages = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::Stage"]
         assert len(stages) == 1, f"{variant}: SAM made {len(stages)} stages"
@@ -246,6 +384,7 @@ def test_sam_transform_keeps_the_wiring(dist: Path, tmp_path: Path, monkeypatch:
         body = resources["RestAPI"]["Properties"]["Body"]
         assert "*/*" in body["x-amazon-apigateway-binary-media-types"], variant
         assert body["paths"] == _swagger(template)["paths"], variant
+        assert body[GATEWAY_RESPONSES] == _swagger(template)[GATEWAY_RESPONSES], variant
         function = resources["APIHandler"]["Properties"]
         assert function["Timeout"] == _resource(template, "APIHandler")["Timeout"], variant
         assert function["Environment"] == _resource(template, "APIHandler")["Environment"], variant
@@ -334,12 +473,12 @@ def test_environment_is_valid_for_the_connector(templates: dict[str, dict[str, A
     for millis in timeouts:
         if millis is not None:
             values["TimeoutInMillis"] = millis
-        resolved = {name: str(_resolve(value, template, values)) for name, value in environment.items()}
+        resolved = {name: str(_evaluate(value, template, values)) for name, value in environment.items()}
         try:
             settings = load_settings(resolved)
         except ConfigError as error:
             pytest.fail(f"{variant} with TimeoutInMillis={millis}: {error}")
-        timeout = int(_resolve(_resource(template, "APIHandler")["Timeout"], template, values))
+        timeout = int(_evaluate(_resource(template, "APIHandler")["Timeout"], template, values))
         assert settings.write_budget_seconds < timeout
         assert settings.auth_mode == ("iam" if variant.endswith("-iam") else "basic")
 
@@ -450,6 +589,69 @@ def test_iam_variant_signs_every_route_and_writes_with_the_role(templates: dict[
     assert "InvokePolicyArn" in template["Outputs"]
 
 
+# --- API Gateway's own answers -----------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gateway_answers_are_fixed_lines_in_the_api_definition(
+    templates: dict[str, dict[str, Any]], variant: str
+) -> None:
+    responses = _swagger(templates[variant])[GATEWAY_RESPONSES]
+    assert set(GATEWAY_RESPONSE_STATUS) <= set(responses), sorted(set(GATEWAY_RESPONSE_STATUS) - set(responses))
+    expected_status = GATEWAY_RESPONSE_STATUS | (IAM_GATEWAY_RESPONSE_STATUS if variant.endswith("-iam") else {})
+    for response_type, response in responses.items():
+        assert response.get("statusCode") == expected_status.get(response_type), (variant, response_type)
+        # No header of the request may be copied into the answer either.
+        assert set(response) <= {"statusCode", "responseTemplates"}, (variant, response_type)
+        assert list(response["responseTemplates"]) == ["application/json"], (variant, response_type)
+        body = response["responseTemplates"]["application/json"]
+        # "$" starts every variable API Gateway substitutes ($context..., $input..., $stageVariables...).
+        assert "$" not in body and "\n" not in body, (variant, response_type, body)
+        message = json.loads(body)["message"]
+        assert isinstance(message, str) and 20 <= len(message) <= 250, (variant, response_type)
+        if response_type in ROUTE_HINTS:
+            assert "/write" in message and "/read" in message, (variant, response_type, message)
+    assert "retries" in responses["THROTTLED"]["responseTemplates"]["application/json"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gateway_answers_belong_to_the_api_and_are_deployed_with_it(
+    templates: dict[str, dict[str, Any]], variant: str
+) -> None:
+    """In the RestAPI's own definition: a separate AWS::ApiGateway::GatewayResponse would be reset
+    by SAM's next import of the definition (mode overwrite) and would not redeploy the stage."""
+    template = templates[variant]
+    assert template["Resources"]["RestAPI"]["Type"] == "AWS::Serverless::Api"
+    assert GATEWAY_RESPONSES in _swagger(template)
+    assert not [r for r in template["Resources"].values() if r["Type"] == "AWS::ApiGateway::GatewayResponse"]
+
+
+def test_changing_a_gateway_answer_redeploys_the_stage(
+    templates: dict[str, dict[str, Any]], sam_transform: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    def deployment(template: dict[str, Any]) -> str:
+        resources = sam_transform(template)["Resources"]
+        (name,) = [name for name, r in resources.items() if r["Type"] == "AWS::ApiGateway::Deployment"]
+        (stage,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::Stage"]
+        assert stage["DeploymentId"] == {"Ref": name}
+        return name
+
+    changed = copy.deepcopy(templates["advanced"])
+    _swagger(changed)[GATEWAY_RESPONSES]["DEFAULT_4XX"]["responseTemplates"]["application/json"] = (
+        '{"message": "another fixed line"}'
+    )
+    assert deployment(changed) != deployment(templates["advanced"])
+
+
+def test_no_template_quotes_the_request(dist: Path) -> None:
+    """No template, source or built, uses the variables through which API Gateway quotes requests."""
+    files = sorted((ROOT / "templates").glob("*.yml")) + sorted(dist.glob("*.yml"))
+    assert len(files) >= 6
+    for path in files:
+        text = path.read_text()
+        assert "$context.error.message" not in text, path  # also catches $context.error.messageString
+        assert "$input." not in text and "$method.request" not in text, path
+
+
 # --- IAM policies ------------------------------------------------------------------------------
 
 def _chalice_config() -> dict[str, Any]:
@@ -509,6 +711,127 @@ def test_chalice_config_stages() -> None:
         assert f"/aws/lambda/prometheus-timestream-{name}" in policy, name
         settings = load_settings(stage["environment_variables"])
         assert settings.write_budget_seconds + 3 <= stage["lambda_timeout"] <= 29, name
+
+
+# --- metrics, alarms and dashboard ---------------------------------------------------------------
+
+def test_metrics_namespace_is_set_in_every_variant(templates: dict[str, dict[str, Any]]) -> None:
+    assert _environment(templates["simple"])["METRICS_NAMESPACE"] == METRICS_NAMESPACE
+    for variant in PARAMETERISED:
+        template = templates[variant]
+        assert template["Parameters"]["MetricsNamespace"]["Default"] == METRICS_NAMESPACE
+        assert _environment(template)["METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+        pattern = template["Parameters"]["MetricsNamespace"]["AllowedPattern"]
+        assert re.fullmatch(pattern, "") and re.fullmatch(pattern, "Team/Prometheus-1")
+        assert not re.fullmatch(pattern, "AWS/Lambda") and not re.fullmatch(pattern, 'a"b')
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_api_is_named_after_the_function_for_its_metrics(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    """AWS/ApiGateway metrics name the API by its name only: a name per stack keeps stacks apart."""
+    template = templates[variant]
+    assert _resource(template, "RestAPI")["Name"] == {"Ref": "LambdaFunctionName"}
+    assert _swagger(template)["info"]["title"] == {"Ref": "LambdaFunctionName"}
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_alarms_watch_the_right_metrics(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    template = templates[variant]
+    resources = template["Resources"]
+    alarms = {name for name, resource in resources.items() if resource["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms == set(ALARMS)
+    for name, (namespace, metric, dimensions) in ALARMS.items():
+        alarm = resources[name]["Properties"]
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"]) == (namespace, metric, dimensions), name
+        assert alarm["TreatMissingData"] == "notBreaching", name  # no traffic is not an error
+        assert alarm["ComparisonOperator"].startswith("GreaterThan"), name
+        assert resources[name].get("Condition") == ("HasMetrics" if namespace == {"Ref": "MetricsNamespace"} else None)
+        assert alarm["AlarmName"]["Fn::Sub"].startswith("${LambdaFunctionName}-"), name
+    error_rate = resources["ApiServerErrorRateAlarm"]["Properties"]
+    assert error_rate["Statistic"] == "Average" and 0 < error_rate["Threshold"] < 1  # 5XXError is 0 or 1 per request
+    assert _resource(template, "RestAPI")["Name"] == error_rate["Dimensions"][0]["Value"]
+    assert _resource(template, "RestAPI")["StageName"] == error_rate["Dimensions"][1]["Value"]
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_duration_alarm_is_80_percent_of_the_timeout(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    template = templates[variant]
+    alarm = _resource(template, "FunctionDurationAlarm")
+    assert alarm["Statistic"] == "Maximum" or alarm.get("ExtendedStatistic") == "p99"
+    values = _defaults(template)
+    for millis in template["Parameters"]["TimeoutInMillis"]["AllowedValues"]:
+        values["TimeoutInMillis"] = millis
+        threshold = float(_evaluate(alarm["Threshold"], template, values))
+        timeout_ms = 1000 * int(_evaluate(_resource(template, "APIHandler")["Timeout"], template, values))
+        assert threshold == 0.8 * int(millis) == 0.8 * timeout_ms, millis
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+@pytest.mark.parametrize("topic", ("", TOPIC))
+def test_alarms_notify_the_topic_only_when_given(templates: dict[str, dict[str, Any]], variant: str, topic: str) -> None:
+    template = templates[variant]
+    parameter = template["Parameters"]["AlarmTopicArn"]
+    assert parameter["Default"] == "" and re.fullmatch(parameter["AllowedPattern"], topic)
+    values = _defaults(template) | {"AlarmTopicArn": topic}
+    for name in ALARMS:
+        alarm = _evaluate(_resource(template, name), template, values)
+        for actions in ("AlarmActions", "OKActions"):
+            assert alarm.get(actions) == ([topic] if topic else None), (name, actions)
+
+
+def _dashboard(template: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    body = _evaluate(_resource(template, "Dashboard")["DashboardBody"], template, values)
+    return json.loads(body)
+
+
+def _graphed(dashboard: dict[str, Any]) -> tuple[set[tuple[Any, ...]], list[str]]:
+    """(namespace, metric, dimensions...) of each graphed metric, and each metric math expression."""
+    metrics, expressions = set(), []
+    for widget in dashboard["widgets"]:
+        for row in widget["properties"].get("metrics", []):
+            if isinstance(row[0], dict):
+                expressions.append(row[0]["expression"])
+            else:
+                metrics.add(tuple(item for item in row if not isinstance(item, dict)))
+    return metrics, expressions
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_dashboard_shows_every_metric(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    template = templates[variant]
+    values = _defaults(template)
+    dashboard = _dashboard(template, values)
+    function = _evaluate(FUNCTION, template, values)
+    api = ("ApiName", values["LambdaFunctionName"], "Stage", values["APIGatewayStageName"])
+    metrics, expressions = _graphed(dashboard)
+    for metric in WRITE_METRICS + READ_METRICS:
+        assert (METRICS_NAMESPACE, metric, "Function", function) in metrics, metric
+    for metric in BY_REASON:
+        (search,) = [e for e in expressions if f'MetricName="{metric}"' in e]
+        assert search.startswith(f"SEARCH('{{\"{METRICS_NAMESPACE}\",Function,Reason}} "), search
+        assert f'Function="{function}"' in search, search
+    for metric in ("Count", "4XXError", "5XXError", "Latency", "IntegrationLatency"):
+        assert ("AWS/ApiGateway", metric, *api) in metrics, metric
+    for metric in ("Invocations", "Errors", "Throttles", "Duration", "ConcurrentExecutions"):
+        assert ("AWS/Lambda", metric, "FunctionName", function) in metrics, metric
+    shown_alarms = {alarm for w in dashboard["widgets"] if w["type"] == "alarm" for alarm in w["properties"]["alarms"]}
+    assert shown_alarms == {f"arn:{name}.Arn" for name in ALARMS}
+    for widget in dashboard["widgets"]:
+        assert 1 <= widget["width"] <= 24 and widget["height"] >= 1, widget
+        if widget["type"] == "metric":
+            assert widget["properties"]["region"] == PSEUDO_PARAMETERS["AWS::Region"], widget
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_dashboard_without_metrics_namespace_shows_aws_metrics_only(
+    templates: dict[str, dict[str, Any]], variant: str
+) -> None:
+    template = templates[variant]
+    values = _defaults(template) | {"MetricsNamespace": ""}
+    dashboard = _dashboard(template, values)  # fails if it names an alarm that does not exist
+    metrics, expressions = _graphed(dashboard)
+    assert metrics and {namespace for namespace, *_ in metrics} == {"AWS/ApiGateway", "AWS/Lambda"}
+    assert not expressions
 
 
 # --- the zip -----------------------------------------------------------------------------------

@@ -75,27 +75,18 @@ def _text(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     return value or default
 
 
-def _integer(env: Mapping[str, str], name: str, default: int | None, low: int, high: int) -> int | None:
+def _bounded(
+    env: Mapping[str, str], name: str, default: float | None, kind: type, low: float, high: float
+) -> float | None:
+    """A whole number (`kind` int) or any number (`kind` float) within [low, high]."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
@@ -123,6 +114,29 @@ def _namespace(env: Mapping[str, str], default: str | None) -> str | None:
     return value
 
 
+# Numeric settings: (Settings field, variable, int or float, lowest, highest allowed).
+_BOUNDED = (
+    ("max_decompressed_bytes", "MAX_DECOMPRESSED_BYTES", int, 1024, 256 * MIB),
+    ("max_future_ms", "MAX_FUTURE_MS", int, 0, 15 * 60 * 1000),
+    # Timestream's longest memory-store retention: one year.
+    ("memory_retention_hours", "MEMORY_RETENTION_HOURS", int, 1, 8766),
+    ("write_concurrency", "WRITE_CONCURRENCY", int, 1, 64),
+    # Under API Gateway's 29 s integration timeout.
+    ("write_budget_seconds", "WRITE_BUDGET_SECONDS", float, 0.5, 28.0),
+    ("client_cache_size", "CLIENT_CACHE_SIZE", int, 1, 1024),
+    ("series_cache_size", "SERIES_CACHE_SIZE", int, 100, 10_000_000),
+    ("connect_timeout_seconds", "CONNECT_TIMEOUT_SECONDS", float, 0.1, 10.0),
+    ("write_timeout_seconds", "WRITE_TIMEOUT_SECONDS", float, 0.1, 28.0),
+    ("query_timeout_seconds", "QUERY_TIMEOUT_SECONDS", float, 0.1, 28.0),
+    ("query_max_attempts", "QUERY_MAX_ATTEMPTS", int, 1, 5),
+    # Above 4,000,000 the snappy + base64 + JSON envelope can pass Lambda's 6 MB limit.
+    ("max_read_response_bytes", "MAX_READ_RESPONSE_BYTES", int, 1024, 4_000_000),
+    ("read_columns_ttl_seconds", "READ_COLUMNS_TTL_SECONDS", float, 1.0, 86_400.0),
+    ("read_columns_refresh_seconds", "READ_COLUMNS_REFRESH_SECONDS", float, 0.0, 86_400.0),
+    ("read_columns_cache_size", "READ_COLUMNS_CACHE_SIZE", int, 1, 100_000),
+)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from environment variables (os.environ by default)."""
     env = os.environ if env is None else env
@@ -145,40 +159,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         query_endpoint=_text(env, "TIMESTREAM_QUERY_ENDPOINT", None),
         auth_mode=_choice(env, "AUTH_MODE", defaults.auth_mode, _AUTH_MODES),
         log_level=_choice(env, "LOG_LEVEL", defaults.log_level, _LOG_LEVELS),
-        max_decompressed_bytes=_integer(
-            env, "MAX_DECOMPRESSED_BYTES", defaults.max_decompressed_bytes, 1024, 256 * MIB
-        ),
-        max_future_ms=_integer(env, "MAX_FUTURE_MS", defaults.max_future_ms, 0, 15 * 60 * 1000),
-        memory_retention_hours=_integer(env, "MEMORY_RETENTION_HOURS", None, 1, 8766),
-        write_concurrency=_integer(env, "WRITE_CONCURRENCY", defaults.write_concurrency, 1, 64),
-        write_budget_seconds=_number(
-            env, "WRITE_BUDGET_SECONDS", defaults.write_budget_seconds, 0.5, 28.0
-        ),
-        client_cache_size=_integer(env, "CLIENT_CACHE_SIZE", defaults.client_cache_size, 1, 1024),
-        series_cache_size=_integer(env, "SERIES_CACHE_SIZE", defaults.series_cache_size, 100, 10_000_000),
-        connect_timeout_seconds=_number(
-            env, "CONNECT_TIMEOUT_SECONDS", defaults.connect_timeout_seconds, 0.1, 10.0
-        ),
-        write_timeout_seconds=_number(
-            env, "WRITE_TIMEOUT_SECONDS", defaults.write_timeout_seconds, 0.1, 28.0
-        ),
-        query_timeout_seconds=_number(
-            env, "QUERY_TIMEOUT_SECONDS", defaults.query_timeout_seconds, 0.1, 28.0
-        ),
-        query_max_attempts=_integer(env, "QUERY_MAX_ATTEMPTS", defaults.query_max_attempts, 1, 5),
         metrics_namespace=_namespace(env, defaults.metrics_namespace),
         function_name=_text(env, "AWS_LAMBDA_FUNCTION_NAME", defaults.function_name),
-        # Above 4,000,000 the snappy + base64 + JSON envelope can pass Lambda's 6 MB limit.
-        max_read_response_bytes=_integer(
-            env, "MAX_READ_RESPONSE_BYTES", defaults.max_read_response_bytes, 1024, 4_000_000
-        ),
-        read_columns_ttl_seconds=_number(
-            env, "READ_COLUMNS_TTL_SECONDS", defaults.read_columns_ttl_seconds, 1.0, 86_400.0
-        ),
-        read_columns_refresh_seconds=_number(
-            env, "READ_COLUMNS_REFRESH_SECONDS", defaults.read_columns_refresh_seconds, 0.0, 86_400.0
-        ),
-        read_columns_cache_size=_integer(
-            env, "READ_COLUMNS_CACHE_SIZE", defaults.read_columns_cache_size, 1, 100_000
-        ),
+        **{
+            field: _bounded(env, variable, getattr(defaults, field), kind, low, high)
+            for field, variable, kind, low, high in _BOUNDED
+        },
     )

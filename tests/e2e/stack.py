@@ -192,17 +192,22 @@ class Connector:
         self.kill()
         self.start(timeout)
 
-    def write_events(self) -> list[dict]:
-        """The connector's structured `write` log lines, across restarts."""
-        events = []
+    def _json_lines(self) -> list[dict]:
+        documents = []
         for line in self.proc.log_text().splitlines():
             line = line.strip()
             if not line.startswith("{"):
                 continue
             try:
-                event = json.loads(line)
+                documents.append(json.loads(line))
             except ValueError:
                 continue
-            if event.get("event") == "write":
-                events.append(event)
-        return events
+        return documents
+
+    def write_events(self) -> list[dict]:
+        """The connector's structured `write` log lines, across restarts."""
+        return [document for document in self._json_lines() if document.get("event") == "write"]
+
+    def metric_documents(self) -> list[dict]:
+        """The connector's CloudWatch EMF documents, across restarts."""
+        return [document for document in self._json_lines() if "_aws" in document]

@@ -59,6 +59,7 @@ class Run:
     stored_exporter: list[StoredRecord]
     requests: list[Decoded]
     write_events: list[dict]
+    metric_documents: list[dict]
 
 
 def _decode(exchange: Exchange) -> Decoded:
@@ -169,6 +170,7 @@ def run(module_launcher: Launcher) -> Run:
         stored_exporter=stack.moto.records(DATABASE, EXPORTER_TABLE),
         requests=[_decode(ex) for ex in tap.snapshot()],
         write_events=connector.write_events(),
+        metric_documents=connector.metric_documents(),
     )
 
 
@@ -253,3 +255,22 @@ def test_stale_markers_and_metadata_only_requests_succeed(run: Run) -> None:
         if r.measure_name in EXPORTER_METRICS and r.time_ms > last_stale_ms and not math.isnan(float(r.value))
     ]
     assert not late, late[:3]
+
+
+def test_emf_metrics_add_up_to_what_was_stored(run: Run) -> None:
+    """The metrics an operator graphs agree with the log lines and with what Timestream holds:
+    one totals document per write request, written samples summing to the stored records, and
+    the stale markers Prometheus sent under SamplesDropped by reason."""
+    totals = [doc for doc in run.metric_documents if "SamplesWritten" in doc and "Reason" not in doc]
+    assert len(totals) == len(run.write_events)
+    for document in run.metric_documents:
+        directive = document["_aws"]["CloudWatchMetrics"][0]
+        assert directive["Namespace"] == "PrometheusTimestream"
+        assert all(document[metric["Name"]] >= 0 for metric in directive["Metrics"])
+    written = sum(doc["SamplesWritten"] for doc in totals)
+    assert written == sum(event["written"] for event in run.write_events)
+    assert written == len(run.stored_self) + len(run.stored_exporter)
+    assert sum(doc["TimestreamCalls"] for doc in totals) >= len([e for e in run.write_events if e["written"]])
+    stale = sum(doc["SamplesDropped"] for doc in run.metric_documents if doc.get("Reason") == "stale_marker")
+    assert stale == sum((event.get("dropped") or {}).get("stale_marker", 0) for event in run.write_events) > 0
+    assert all(doc["RequestDuration"] > 0 for doc in totals)

@@ -17,7 +17,7 @@ from chalicelib import USER_AGENT_PRODUCT
 from chalicelib.auth import AccessKey
 from chalicelib.config import Settings
 from chalicelib.errors import ConnectorError
-from chalicelib.transport import EndpointCache, HttpSessions, WriteRecordsSender
+from chalicelib.transport import EndpointCache, HttpClient, WriteRecordsSender
 
 QUERY_SERVICE = "timestream-query"
 _SENDER = "sender"
@@ -32,7 +32,7 @@ class ClientCache:
         self._lock = threading.Lock()
         self._session: Any = None
         # Shared by every credential's sender: connections are per endpoint, not per key.
-        self._http = HttpSessions(
+        self._http = HttpClient(
             settings.connect_timeout_seconds,
             settings.write_timeout_seconds,
             max_connections=max(10, settings.write_concurrency),

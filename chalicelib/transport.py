@@ -8,9 +8,9 @@ a throttling storm if it is only needed for errors. This path needs neither:
 - credentials and SigV4 signing: botocore's `SigV4Auth` (and its credential providers);
 - endpoint discovery: Timestream's `DescribeEndpoints`, signed the same way, cached for the
   period Timestream gives and dropped when Timestream says the endpoint has moved;
-- sending: botocore's own HTTP session (urllib3 connection pools, kept alive across requests
-  and credentials), set up as botocore sets up a client's: proxies from `HTTPS_PROXY` /
-  `HTTP_PROXY` / `NO_PROXY` for each endpoint, the CA bundle from `AWS_CA_BUNDLE`, TCP_NODELAY;
+- sending: kept-alive connections shared by all credentials, with TCP_NODELAY and the CA bundle
+  botocore trusts; through botocore's own HTTP session wherever botocore would use a proxy
+  (`HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`), see HttpClient;
 - errors: the AWS JSON 1.0 error answer parsed into errors.TimestreamError; no answer at all
   is errors.TimestreamUnreachable.
 
@@ -19,13 +19,16 @@ Retries stay with the writer, which owns the time budget.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -47,6 +50,10 @@ _SIGNING_NAME = "timestream"
 _ENDPOINT_GONE = frozenset({"InvalidEndpointException"})
 # What botocore's clients set on their sockets: the body's last segment must not wait for the
 # peer's delayed ACK (up to 40 ms a call), and idle pooled connections are kept probed.
+# A kept-alive connection the server has closed fails like this before any answer arrives.
+_STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+# An HTTP answer: status, headers, body.
+_Answer = tuple[int, dict[str, str], bytes]
 _SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1), (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
 
 
@@ -89,56 +96,126 @@ class EndpointCache:
             self._discovered = None
 
 
-class HttpSessions:
-    """botocore HTTP sessions, one per endpoint, each with that endpoint's proxy settings.
+class _Connections(threading.local):
+    """This thread's open direct connections, by (scheme, host, port)."""
 
-    botocore decides a client's proxy once, from the environment, for the client's endpoint;
-    here the write and discovery endpoints are two such endpoints, and NO_PROXY may treat them
-    differently, so each gets its own session (connection pools are per host either way)."""
+    def __init__(self) -> None:
+        self.open: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
+
+
+class HttpClient:
+    """POSTs signed requests to Timestream endpoints, over kept-alive connections.
+
+    An endpoint that botocore would reach through a proxy (`HTTPS_PROXY` / `HTTP_PROXY`, unless
+    `NO_PROXY` exempts it) is reached through botocore's own HTTP session, set up as botocore
+    sets up a client's, so proxies behave exactly as on the read path. Every other endpoint (the
+    usual case: Timestream directly or through a VPC endpoint) gets a plain `http.client`
+    connection per thread: measured here, a 40 KB call costs ~55 us of CPU that way against
+    ~155 us through the session (urllib3 and botocore's request objects), about 1 us per sample.
+    Both trust the CA bundle botocore trusts (`AWS_CA_BUNDLE`, else the system's).
+    """
 
     def __init__(
         self, connect_timeout: float, read_timeout: float, max_connections: int, ca_bundle: str | None = None
     ) -> None:
-        self._timeout = (connect_timeout, read_timeout)
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
         self._max_connections = max_connections
-        # AWS_CA_BUNDLE as botocore reads it: private CAs, TLS-inspecting proxies.
-        self._verify: str | bool = ca_bundle or os.environ.get("AWS_CA_BUNDLE") or True
-        self._sessions: dict[str, URLLib3Session] = {}
+        self._ca_bundle = ca_bundle or os.environ.get("AWS_CA_BUNDLE") or None
+        self._tls: ssl.SSLContext | None = None
+        self._connections = _Connections()
+        # Per endpoint: the botocore session when a proxy applies, None for a direct connection.
+        self._proxied: dict[str, URLLib3Session | None] = {}
         self._lock = threading.Lock()
 
-    def session(self, endpoint: str) -> URLLib3Session:
-        session = self._sessions.get(endpoint)
-        if session is None:
-            with self._lock:
-                session = self._sessions.get(endpoint)
-                if session is None:
-                    session = URLLib3Session(
-                        verify=self._verify,
-                        proxies=get_environ_proxies(endpoint),
-                        timeout=self._timeout,
-                        max_pool_connections=self._max_connections,
-                        socket_options=_SOCKET_OPTIONS,
-                    )
-                    self._sessions[endpoint] = session
-        return session
-
-    def post(self, endpoint: str, request: AWSRequest) -> tuple[int, dict[str, str], bytes]:
+    def post(self, endpoint: str, request: AWSRequest) -> _Answer:
         """Send a signed request to `endpoint`; TimestreamUnreachable when nothing answers."""
+        session = self._proxied.get(endpoint, False)
+        if session is False:
+            session = self._session_if_proxied(endpoint)
+        if session is not None:
+            return self._post_through_session(session, request)
+        return self._post_direct(endpoint, dict(request.headers.items()), request.body)
+
+    def _session_if_proxied(self, endpoint: str) -> URLLib3Session | None:
+        with self._lock:
+            if endpoint not in self._proxied:
+                proxies = get_environ_proxies(endpoint)
+                self._proxied[endpoint] = URLLib3Session(
+                    verify=self._ca_bundle or True,
+                    proxies=proxies,
+                    timeout=(self._connect_timeout, self._read_timeout),
+                    max_pool_connections=self._max_connections,
+                    socket_options=_SOCKET_OPTIONS,
+                ) if proxies else None
+            return self._proxied[endpoint]
+
+    @staticmethod
+    def _post_through_session(session: URLLib3Session, request: AWSRequest) -> _Answer:
         prepared = request.prepare()
-        session = self.session(endpoint)
         for attempt in (1, 2):
             try:
                 response = session.send(prepared)
                 return response.status_code, dict(response.headers.items()), response.content
             except ConnectionClosedError as error:
-                # A kept-alive connection the server closed just as it was reused: send once
-                # more on a new one (WriteRecords is idempotent) before calling it unreachable.
+                # A kept-alive connection closed just as it was reused: send once more on a new
+                # one (WriteRecords is idempotent) before calling Timestream unreachable.
                 if attempt == 2:
                     raise TimestreamUnreachable(f"{type(error).__name__}: {error}") from None
             except (HTTPClientError, BotocoreConnectionError) as error:
                 # Refused or reset connections, timeouts, TLS and proxy failures: all retryable.
                 raise TimestreamUnreachable(f"{type(error).__name__}: {error}") from None
         raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def _post_direct(self, url: str, headers: dict[str, str], body: bytes) -> _Answer:
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+        path = parts.path or "/"
+        for attempt in (1, 2):
+            reused = key in self._connections.open
+            try:
+                connection = self._connection(key)
+                connection.request("POST", path, body=body, headers=headers)
+                response = connection.getresponse()
+                return response.status, dict(response.getheaders()), response.read()
+            except _STALE_CONNECTION as error:
+                self._close(key)
+                # The server closed a kept-alive connection: send once more on a new one.
+                if reused and attempt == 1:
+                    continue
+                raise TimestreamUnreachable(f"connection closed by {url}: {error!r}") from None
+            except TimeoutError:
+                self._close(key)
+                raise TimestreamUnreachable(f"ReadTimeout: no answer from {url} in time") from None
+            except (OSError, http.client.HTTPException) as error:
+                self._close(key)
+                raise TimestreamUnreachable(f"could not reach {url}: {error!r}") from None
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def _connection(self, key: tuple[str, str, int]) -> http.client.HTTPConnection:
+        connection = self._connections.open.get(key)
+        if connection is not None:
+            return connection
+        scheme, host, port = key
+        if scheme == "https":
+            if self._tls is None:
+                self._tls = ssl.create_default_context(cafile=self._ca_bundle)
+            connection = http.client.HTTPSConnection(
+                host, port, timeout=self._connect_timeout, context=self._tls
+            )
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=self._connect_timeout)
+        connection.connect()
+        connection.sock.settimeout(self._read_timeout)
+        for level, option, value in _SOCKET_OPTIONS:
+            connection.sock.setsockopt(level, option, value)
+        self._connections.open[key] = connection
+        return connection
+
+    def _close(self, key: tuple[str, str, int]) -> None:
+        connection = self._connections.open.pop(key, None)
+        if connection is not None:
+            connection.close()
 
 
 class WriteRecordsSender:
@@ -149,7 +226,7 @@ class WriteRecordsSender:
         credentials: Any,
         region: str,
         endpoints: EndpointCache,
-        http: HttpSessions,
+        http: HttpClient,
         discovery_endpoint: str | None = None,
     ) -> None:
         self._credentials = credentials

@@ -8,7 +8,7 @@ from botocore.credentials import Credentials
 
 from chalicelib.errors import TimestreamError, TimestreamUnreachable
 from chalicelib.records import MappedSeries
-from chalicelib.transport import EndpointCache, HttpSessions, WriteRecordsSender, discovery_url
+from chalicelib.transport import EndpointCache, HttpClient, WriteRecordsSender, discovery_url
 from chalicelib.write_body import write_records_body
 
 DEST = ("prometheus", "metrics")
@@ -72,7 +72,7 @@ def url(server):
 def make_sender(endpoint, endpoints=None, discovery=None, read_timeout=2.0):
     return WriteRecordsSender(
         Credentials("AKIATESTEXAMPLE00001", "secret"), "eu-west-1", endpoints or EndpointCache(endpoint),
-        HttpSessions(connect_timeout=1.0, read_timeout=read_timeout, max_connections=4), discovery,
+        HttpClient(connect_timeout=1.0, read_timeout=read_timeout, max_connections=4), discovery,
     )
 
 
@@ -227,10 +227,19 @@ def test_a_configured_endpoint_turns_discovery_off():
 
 
 def test_connections_disable_nagle_so_the_body_is_not_held_for_a_delayed_ack(server):
-    sessions = HttpSessions(connect_timeout=1.0, read_timeout=2.0, max_connections=1)
-    send(WriteRecordsSender(Credentials("AKIATESTEXAMPLE00001", "s"), "eu-west-1", EndpointCache(url(server)),
-                            sessions))
-    pool = sessions.session(url(server))._manager.connection_from_url(url(server))
+    http = HttpClient(connect_timeout=1.0, read_timeout=2.0, max_connections=1)
+    send(WriteRecordsSender(Credentials("AKIATESTEXAMPLE00001", "s"), "eu-west-1", EndpointCache(url(server)), http))
+    (connection,) = http._connections.open.values()
+    assert connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+def test_a_proxied_endpoint_goes_through_botocore_with_nagle_disabled_too(server, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", url(server))
+    http = HttpClient(connect_timeout=1.0, read_timeout=2.0, max_connections=1)
+    endpoint = "http://timestream.example.invalid:8443"
+    send(WriteRecordsSender(Credentials("AKIATESTEXAMPLE00001", "s"), "eu-west-1", EndpointCache(endpoint), http))
+    assert http._connections.open == {}, "no direct connection for a proxied endpoint"
+    pool = http._proxied[endpoint]._get_proxy_manager(url(server)).connection_from_url(endpoint)
     (connection,) = [c for c in pool.pool.queue if c is not None]
     assert connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
@@ -253,14 +262,16 @@ def test_aws_ca_bundle_decides_which_certificates_are_trusted(monkeypatch, tmp_p
     bundle = tmp_path / "ca.pem"
     bundle.write_text("")
     monkeypatch.setenv("AWS_CA_BUNDLE", str(bundle))
-    session = HttpSessions(connect_timeout=1.0, read_timeout=1.0, max_connections=1).session("https://x.invalid")
-    assert session._verify == str(bundle)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    http = HttpClient(connect_timeout=1.0, read_timeout=1.0, max_connections=1)
+    assert http._session_if_proxied("https://x.invalid")._verify == str(bundle)
+    assert http._ca_bundle == str(bundle)
 
 
 def test_temporary_credentials_send_their_session_token_signed(server):
     credentials = Credentials("ASIATESTEXAMPLE00001", "secret", "session-token-value")
     sender = WriteRecordsSender(credentials, "eu-west-1", EndpointCache(url(server)),
-                                HttpSessions(connect_timeout=1.0, read_timeout=1.0, max_connections=1))
+                                HttpClient(connect_timeout=1.0, read_timeout=1.0, max_connections=1))
     send(sender)
     ((headers, _),) = server.requests
     assert headers["X-Amz-Security-Token"] == "session-token-value"
@@ -273,3 +284,46 @@ def test_every_call_names_the_connector_after_botocore_in_its_user_agent(server)
     botocore_part, _, connector_part = headers["User-Agent"].rpartition(" ")
     assert botocore_part.startswith("Botocore/")
     assert connector_part.startswith("prometheus-timestream/")
+
+
+def _self_signed_certificate(directory):
+    """A certificate for 127.0.0.1 and its key, as PEM files (the CA is the certificate itself)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "local timestream")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_a_tls_endpoint_is_trusted_exactly_when_aws_ca_bundle_holds_its_ca(server, monkeypatch, tmp_path):
+    import ssl
+
+    cert, key = _self_signed_certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    endpoint = f"https://127.0.0.1:{server.server_address[1]}"
+    with pytest.raises(TimestreamUnreachable, match="CERTIFICATE_VERIFY_FAILED"):
+        send(make_sender(endpoint))
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
+    send(make_sender(endpoint))
+    assert len(server.requests) == 1

@@ -12,7 +12,7 @@ import snappy
 from chalice.test import Client
 
 from chalicelib.prompb import prometheus_remote_pb2 as pb
-from tests.helpers import basic_auth, encode, now_ms, write_headers, write_request
+from tests.helpers import RequestV2, basic_auth, encode, now_ms, v2_headers, write_headers, write_request
 from tests.integration.conftest import ROOT
 
 PROTOBUF = "application/x-protobuf"
@@ -204,6 +204,51 @@ def test_quotes_in_values_and_names_are_data_not_sql(http, timestream, t0):
     assert result == {labels("q", path="it's \"quoted\""): [(t0, 1.0)]}
     (result,) = read_ok(http, (t0, t0, [("__name__", "=", "q"), ("path", "=", "x' OR '1'='1")]))
     assert result == {}
+
+
+def test_utf8_names_and_newlines_in_values_read_back_exactly(http, timestream, t0):
+    written = [("__name__", "resource.cpu usage°"), ("job name", "test\njob\n"), ("zone.名", "東京")]
+    post_write(http, [(written, [(1.5, t0)])])
+    (result,) = read_ok(http, (t0, t0, [("__name__", "=", "resource.cpu usage°"), ("zone.名", "=~", "東.*")]))
+    assert result == {tuple(sorted(written)): [(t0, 1.5)]}
+
+
+# -- series with no label besides their name ------------------------------------------------------
+
+OWNED = "__prometheus_timestream_series__"
+
+
+@pytest.fixture
+def name_only(http, timestream, t0):
+    """`sum(up)`-like series (only __name__, as 1.0 and as 2.0) beside a labelled one."""
+    post_write(http, [([("__name__", "sum_up")], [(3.0, t0)]), ([("__name__", "sum_up"), ("job", "x")], [(1.0, t0)])])
+    v2 = RequestV2()
+    v2.series([("__name__", "count_up")], [(7.0, t0)])
+    response = http.post("/write", headers=v2_headers(), body=v2.encode())
+    assert response.status_code == 204, response.body
+    return t0
+
+
+def test_a_series_with_only_its_name_reads_back_as_sent_with_nothing_added(http, name_only):
+    t0 = name_only
+    (result,) = read_ok(http, (t0, t0, [("__name__", "=", "sum_up")]))
+    assert result == {labels("sum_up"): [(t0, 3.0)], labels("sum_up", job="x"): [(t0, 1.0)]}
+    (result,) = read_ok(http, (t0, t0, [("__name__", "=", "count_up")]))
+    assert result == {labels("count_up"): [(t0, 7.0)]}
+    (result,) = read_ok(http, (t0, t0, [("__name__", "=", "sum_up"), ("job", "=", "")]))
+    assert result == {labels("sum_up"): [(t0, 3.0)]}
+
+
+@pytest.mark.parametrize(
+    ("matcher", "everything"),
+    [((OWNED, "=", ""), True), ((OWNED, "!~", "name_only"), True), ((OWNED, "=", "name_only"), False),
+     ((OWNED, "!=", ""), False), ((OWNED, "=~", ".+"), False)],
+    ids=["eq-empty", "nre-its-value", "eq-its-value", "neq-empty", "re-non-empty"],
+)
+def test_a_matcher_on_the_connectors_dimension_acts_as_on_a_label_nobody_stored(http, name_only, matcher, everything):
+    t0 = name_only
+    (result,) = read_ok(http, (t0, t0, [("__name__", "=", "sum_up"), matcher]))
+    assert result == ({labels("sum_up"): [(t0, 3.0)], labels("sum_up", job="x"): [(t0, 1.0)]} if everything else {})
 
 
 # -- refusals ------------------------------------------------------------------------------------

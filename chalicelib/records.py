@@ -277,8 +277,9 @@ class SeriesCache:
 
     def resolver_v2(self, symbols: list[str]) -> Callable[[Any], MappedSeries]:
         """A function mapping the 2.0 TimeSeries of one request, whose symbols table is
-        `symbols`. It checks every symbol reference the series makes (labels, metadata,
-        exemplars) and raises BadRequest for one that does not resolve."""
+        `symbols`. It checks the symbol references of the series' labels and metadata (those of
+        its exemplars: `check_exemplar_refs`) and raises BadRequest for one that does not
+        resolve."""
         entries = self._entries
         symbol = symbols.__getitem__
         size = len(symbols)
@@ -292,13 +293,11 @@ class SeriesCache:
             metadata = series.metadata
             if metadata.help_ref >= size or metadata.unit_ref >= size:
                 raise _bad_reference("metadata", [metadata.help_ref, metadata.unit_ref], size)
-            for exemplar in series.exemplars:
-                _check_refs(exemplar.labels_refs, size, "exemplar labels_refs")
             mapped = entries.get(key)
             if mapped is None:
                 # A key seen before had an even length (odd ones are never stored): check here only.
                 if len(key) % 2:
-                    raise BadRequest(_malformed_v2(f"labels_refs has an odd number of entries ({len(key)})"))
+                    raise _odd_references("labels_refs", len(key))
                 mapped = self._add(key, list(zip(key[::2], key[1::2], strict=True)))
             return mapped
 
@@ -319,16 +318,28 @@ def _malformed_v2(detail: str) -> str:
     return f"body is not a valid remote write 2.0 request: {detail}"
 
 
+def _odd_references(field: str, count: int) -> BadRequest:
+    return BadRequest(_malformed_v2(f"{field} has an odd number of entries ({count})"))
+
+
 def _bad_reference(field: str, refs: Iterable[int], size: int) -> BadRequest:
     bad = next(ref for ref in refs if ref >= size)
     return BadRequest(_malformed_v2(f"{field} refers to symbol {bad}; the symbols table has {size} entries"))
 
 
-def _check_refs(refs: Any, size: int, field: str) -> None:
-    if len(refs) % 2:
-        raise BadRequest(_malformed_v2(f"{field} has an odd number of entries ({len(refs)})"))
-    if refs and max(refs) >= size:
-        raise _bad_reference(field, refs, size)
+def check_exemplar_refs(symbols: list[str]) -> Callable[[Any], None]:
+    """A function checking the label references of a 2.0 series' exemplars against `symbols`."""
+    size = len(symbols)
+
+    def check(exemplars: Iterable[Any]) -> None:
+        for exemplar in exemplars:
+            refs = exemplar.labels_refs
+            if len(refs) % 2:
+                raise _odd_references("exemplar labels_refs", len(refs))
+            if refs and max(refs) >= size:
+                raise _bad_reference("exemplar labels_refs", refs, size)
+
+    return check
 
 
 def request_symbols(request: Any) -> list[str]:
@@ -355,7 +366,7 @@ def build_records(
 ) -> RecordBatch:
     """Turn 1.0 TimeSeriesLabelBytes (labels as serialised bytes, see codec) into records."""
     resolve = (cache or SeriesCache(settings)).resolver_v1()
-    return _build(timeseries, resolve, settings, now_ms, refuse_exemplars=False)
+    return _build(timeseries, resolve, settings, now_ms, check_exemplars=None)
 
 
 def build_records_v2(
@@ -365,8 +376,9 @@ def build_records_v2(
     accepted and not stored. A reference outside the symbols table, or a symbols table that
     does not start with "", is a BadRequest for the whole request: it is raised before any
     record is written, since the other references of such a request cannot be trusted either."""
-    resolve = (cache or SeriesCache(settings)).resolver_v2(request_symbols(request))
-    return _build(request.timeseries, resolve, settings, now_ms, refuse_exemplars=True)
+    symbols = request_symbols(request)
+    resolve = (cache or SeriesCache(settings)).resolver_v2(symbols)
+    return _build(request.timeseries, resolve, settings, now_ms, check_exemplars=check_exemplar_refs(symbols))
 
 
 def _build(
@@ -375,16 +387,16 @@ def _build(
     settings: Settings,
     now_ms: int,
     *,
-    refuse_exemplars: bool,
+    check_exemplars: Callable[[Any], None] | None,
 ) -> RecordBatch:
     """The records of either message's series; `mapped_of` finds a series' MappedSeries.
 
     This loop runs once per series and sample of every request, so it is written for the
     interpreter: locals instead of attribute lookups, one comparison chain for the value.
     Histograms are counted here, per series, and refused: this connector does not store them.
-    So are exemplars when `refuse_exemplars` (2.0, whose answer must not be 2xx when anything
-    sent was not written); 1.0 exemplars are ignored as they always were, which also keeps a
-    field access per series out of the 1.0 loop.
+    So are exemplars when `check_exemplars` is given (2.0, whose answer must not be 2xx when
+    anything sent was not written), after it checked them. 1.0 exemplars are ignored as they
+    always were, which also keeps a field access per series out of the 1.0 loop.
     """
     batch = RecordBatch()
     records = batch.records
@@ -401,8 +413,11 @@ def _build(
         mapped = mapped_of(series)
         if series.histograms:
             refuse(NATIVE_HISTOGRAM, len(series.histograms), mapped)
-        if refuse_exemplars and series.exemplars:
-            refuse(EXEMPLAR, len(series.exemplars), mapped)
+        if check_exemplars is not None:
+            series_exemplars = series.exemplars
+            if series_exemplars:
+                check_exemplars(series_exemplars)
+                refuse(EXEMPLAR, len(series_exemplars), mapped)
         samples = series.samples
         if not samples:
             continue

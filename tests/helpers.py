@@ -1,4 +1,5 @@
-"""Builders shared by the tests: remote write requests (1.0 and 2.0) and basic-auth headers."""
+"""Builders shared by the tests: remote write requests (1.0 and 2.0), remote read requests and
+answers, and basic-auth headers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 import snappy
 
+from chalicelib.prompb import prometheus_remote_pb2 as pb
 from chalicelib.prompb import remote_write_v2_pb2 as v2
 from chalicelib.prompb.prometheus_remote_pb2 import TimeSeries, WriteRequest, WriteRequestLabelBytes
 
@@ -120,3 +122,43 @@ def write_request_v2(series: Iterable[SeriesSpec]) -> v2.Request:
 def v2_headers(**overrides: str) -> dict[str, str]:
     return write_headers(**{"Content-Type": V2_CONTENT_TYPE, "X-Prometheus-Remote-Write-Version": "2.0.0",
                             **overrides})
+
+
+# -- remote read --------------------------------------------------------------------------------------
+
+MATCHER_TYPES = {"=": pb.LabelMatcher.EQ, "!=": pb.LabelMatcher.NEQ, "=~": pb.LabelMatcher.RE,
+                 "!~": pb.LabelMatcher.NRE}
+
+
+def read_request(*queries: tuple[int, int, Sequence[tuple[str, str, str]]]) -> bytes:
+    """A snappy-compressed ReadRequest; queries: (start_ms, end_ms, [(name, op, value), ...])."""
+    request = pb.ReadRequest()
+    for start, end, matchers in queries:
+        query = request.queries.add(start_timestamp_ms=start, end_timestamp_ms=end)
+        for name, op, value in matchers:
+            query.matchers.add(type=MATCHER_TYPES[op], name=name, value=value)
+    return snappy.compress(request.SerializeToString())
+
+
+def read_headers(**overrides: str | None) -> dict[str, str]:
+    """What Prometheus 2.42 sends on remote read: no Accept header."""
+    headers = {
+        "Content-Type": "application/x-protobuf",
+        "Content-Encoding": "snappy",
+        "X-Prometheus-Remote-Read-Version": "0.1.0",
+        "User-Agent": "Prometheus/2.42.0",
+        "Authorization": basic_auth(),
+    }
+    headers.update(overrides)
+    return {name: value for name, value in headers.items() if value is not None}
+
+
+def decode_read_response(body: bytes) -> list[dict]:
+    """A snappy ReadResponse -> per query {labels as sent: [(timestamp, value), ...]}."""
+    response = pb.ReadResponse()
+    response.ParseFromString(snappy.uncompress(body))
+    return [
+        {tuple((label.name, label.value) for label in series.labels): [(s.timestamp, s.value) for s in series.samples]
+         for series in result.timeseries}
+        for result in response.results
+    ]

@@ -8,49 +8,24 @@ import http.client
 
 import pytest
 import requests
-import snappy
 from chalice.test import Client
 
-from chalicelib.prompb import prometheus_remote_pb2 as pb
-from tests.helpers import RequestV2, basic_auth, encode, now_ms, v2_headers, write_headers, write_request
+from tests.helpers import (
+    RequestV2,
+    basic_auth,
+    decode_read_response,
+    encode,
+    now_ms,
+    read_headers,
+    read_request,
+    v2_headers,
+    write_headers,
+    write_request,
+)
 from tests.integration.conftest import ROOT
 
 PROTOBUF = "application/x-protobuf"
 DB, TABLE = "prometheusDatabaseLabel", "prometheusTableLabel"
-OPS = {"=": pb.LabelMatcher.EQ, "!=": pb.LabelMatcher.NEQ, "=~": pb.LabelMatcher.RE, "!~": pb.LabelMatcher.NRE}
-
-
-def read_request(*queries):
-    """queries: (start_ms, end_ms, [(name, op, value), ...])."""
-    request = pb.ReadRequest()
-    for start, end, matchers in queries:
-        query = request.queries.add(start_timestamp_ms=start, end_timestamp_ms=end)
-        for name, op, value in matchers:
-            query.matchers.add(type=OPS[op], name=name, value=value)
-    return snappy.compress(request.SerializeToString())
-
-
-def read_headers(**overrides):
-    """What Prometheus 2.42 sends on remote read: no Accept header."""
-    headers = {
-        "Content-Type": PROTOBUF,
-        "Content-Encoding": "snappy",
-        "X-Prometheus-Remote-Read-Version": "0.1.0",
-        "User-Agent": "Prometheus/2.42.0",
-        "Authorization": basic_auth(),
-    }
-    headers.update(overrides)
-    return {name: value for name, value in headers.items() if value is not None}
-
-
-def decode(body):
-    response = pb.ReadResponse()
-    response.ParseFromString(snappy.uncompress(body))
-    return [
-        {tuple((label.name, label.value) for label in series.labels): [(s.timestamp, s.value) for s in series.samples]
-         for series in result.timeseries}
-        for result in response.results
-    ]
 
 
 def post_write(http, series):
@@ -65,7 +40,7 @@ def post_read(http, *queries, **headers):
 def read_ok(http, *queries):
     response = post_read(http, *queries)
     assert response.status_code == 200, response.body
-    return decode(response.body)
+    return decode_read_response(response.body)
 
 
 def labels(name, **pairs):
@@ -106,7 +81,7 @@ def test_response_is_snappy_protobuf_with_its_headers_though_no_accept_was_sent(
     assert response.status_code == 200, response.body
     assert response.headers["Content-Type"] == PROTOBUF
     assert response.headers["Content-Encoding"] == "snappy"
-    assert decode(response.body) == [{labels("up", job="x"): [(t0, 1.0)]}]
+    assert decode_read_response(response.body) == [{labels("up", job="x"): [(t0, 1.0)]}]
 
 
 def test_routing_labels_choose_the_table_and_are_echoed_on_every_series(http, timestream, t0):
@@ -340,4 +315,4 @@ def test_remote_read_over_http_without_accept_gets_snappy_protobuf_bytes(local_r
     assert response.status == 200, raw[:300]
     assert response.getheader("Content-Type") == PROTOBUF
     assert response.getheader("Content-Encoding") == "snappy"
-    assert decode(raw) == [{labels("http_read_metric", job="e2e"): [(ts, 0.1 + 0.2)]}]
+    assert decode_read_response(raw) == [{labels("http_read_metric", job="e2e"): [(ts, 0.1 + 0.2)]}]

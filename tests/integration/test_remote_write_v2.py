@@ -15,13 +15,19 @@ import pytest
 import requests
 import snappy
 from chalice.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chalicelib.prompb import remote_write_v2_pb2 as v2
+from chalicelib.records import NAME_ONLY_DIMENSION, is_reserved
 from tests.helpers import (
     V2_CONTENT_TYPE,
     RequestV2,
+    decode_read_response,
     encode,
     now_ms,
+    read_headers,
+    read_request,
     v2_headers,
     write_headers,
     write_request,
@@ -33,6 +39,7 @@ STALE = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 WRITTEN = ("Samples", "Histograms", "Exemplars")
 UP = [("__name__", "up"), ("instance", "localhost:9090"), ("job", "test")]
 DB, TABLE = "prometheusDatabaseLabel", "prometheusTableLabel"
+OWNED_LABEL = NAME_ONLY_DIMENSION[0]
 
 
 def post(client, body: bytes, headers: dict) -> object:
@@ -49,6 +56,12 @@ def written(response) -> tuple[int, int, int] | None:
     assert None not in values, f"some written headers are missing: {values}"
     assert all(value.isdigit() and int(value) < 2**63 for value in values), values
     return tuple(int(value) for value in values)
+
+
+def read_back(client, start_ms: int, end_ms: int, metric: str) -> list[dict]:
+    response = client.post("/read", headers=read_headers(), body=read_request((start_ms, end_ms, [("__name__", "=", metric)])))
+    assert response.status_code == 200, response.body
+    return decode_read_response(response.body)
 
 
 def send(client, *series, **headers):
@@ -415,3 +428,35 @@ def test_over_http_an_unsupported_type_is_415_from_the_connector(local_run):
     response = requests.post(url, data=b"{}", headers=write_headers(**{"Content-Type": "application/json"}), timeout=30)
     assert response.status_code == 415
     assert f"{V2_CONTENT_TYPE} (remote write 2.0)" in response.text
+
+
+# -- any valid 2.0 request reads back as sent -------------------------------------------------------
+
+_names = st.text(st.characters(codec="utf-8", exclude_characters=":\x00"), min_size=1, max_size=10).filter(
+    lambda name: name not in ("__name__", OWNED_LABEL, DB, TABLE) and not is_reserved(name)
+)
+_series = st.lists(
+    st.tuples(st.dictionaries(_names, st.text(st.characters(codec="utf-8"), min_size=1, max_size=12), max_size=4),
+              st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=3)),
+    min_size=1, max_size=4,
+)
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_series, st.randoms(use_true_random=False))
+def test_any_valid_2_0_request_reads_back_through_remote_read_as_sent(http, timestream, series, random):
+    # A metric name of its own per example: examples share one table.
+    metric = f"roundtrip_{random.getrandbits(64):x}"
+    t0 = now_ms() - 60_000
+    builder = RequestV2()
+    expected = {}
+    for index, (labels, values) in enumerate(series):
+        pairs = [("__name__", metric), ("series", str(index)), *labels.items()]
+        random.shuffle(pairs)  # order is the sender's business
+        builder.series(pairs, [(value, t0 + i) for i, value in enumerate(values)])
+        expected[tuple(sorted(pairs))] = [(t0 + i, value) for i, value in enumerate(values)]
+    response = post(http, builder.encode(), v2_headers())
+    assert response.status_code == 204, response.body
+    assert written(response) == (sum(len(values) for _, values in series), 0, 0)
+    (result,) = read_back(http, t0, t0 + 10, metric)
+    assert result == expected

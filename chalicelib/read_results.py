@@ -3,8 +3,8 @@
 Rows of a `SELECT *` are grouped into prompb TimeSeries: `measure_name` is `__name__`, every
 other column except time, measure_value::* and the dimension the connector adds to series that
 have no label besides their name (records.NAME_ONLY_DIMENSION) is a label (left out when NULL or
-empty), and `measure_value::double` is the sample's value. Labels come out sorted by name, series by labels,
-samples by time, as Prometheus expects.
+empty), and `measure_value::double` is the sample's value. Labels come out sorted by name,
+series by labels, samples by time, as Prometheus expects.
 
 The answer is capped (ResponseBudget) below Lambda's response limit: an upper bound of the
 encoded protobuf size is counted as rows arrive, so an oversized answer fails early with 413 and

@@ -1,45 +1,140 @@
-"""Remote write 1.0 request decoding: content negotiation, size limit, snappy, protobuf.
+"""Remote write request decoding: content negotiation, size limit, snappy, protobuf.
 
 Order matters for cost: headers are checked first, then the uncompressed length declared in
 the snappy block header, so an oversize body is refused before any memory is allocated for it.
+
+Both remote write messages arrive on the same endpoint; the Content-Type says which one a body
+holds (Remote-Write 2.0 specification, "Content-Type"):
+
+* `application/x-protobuf` alone, or with `proto=prometheus.WriteRequest`: 1.0;
+* `application/x-protobuf;proto=io.prometheus.write.v2.Request`: 2.0;
+* no Content-Type at all: 1.0, as Prometheus's own receiver assumes;
+* anything else: 415, naming what is supported (a 2.0 sender may then fall back to 1.0).
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Mapping
 
 import snappy
 from google.protobuf.message import DecodeError
 
 from chalicelib.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from chalicelib.prompb.prometheus_remote_pb2 import ReadRequest, WriteRequestLabelBytes
+from chalicelib.prompb.remote_write_v2_pb2 import Request as WriteRequestV2
 
 PROTOBUF = "application/x-protobuf"
-# Remote write 2.0 senders name the message in a `proto` parameter; 1.0 is the only one we speak.
-WRITE_V1_MESSAGE = "prometheus.WriteRequest"
+SNAPPY = "snappy"
+# The fully qualified protobuf message names a sender may put in the `proto` parameter.
+WRITE_V1 = "prometheus.WriteRequest"
+WRITE_V2 = "io.prometheus.write.v2.Request"
+READ_V1 = "prometheus.ReadRequest"
+SUPPORTED_WRITE_TYPES = (
+    f"{PROTOBUF} or {PROTOBUF};proto={WRITE_V1} (remote write 1.0), "
+    f"{PROTOBUF};proto={WRITE_V2} (remote write 2.0)"
+)
+
+# Remote write 2.0 answers: what was written, per kind, on every response after negotiation.
+SAMPLES_WRITTEN = "X-Prometheus-Remote-Write-Samples-Written"
+HISTOGRAMS_WRITTEN = "X-Prometheus-Remote-Write-Histograms-Written"
+EXEMPLARS_WRITTEN = "X-Prometheus-Remote-Write-Exemplars-Written"
+
+# RFC 9110 section 5.6: token, quoted-string, optional whitespace; section 8.3.1: media-type.
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = r'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_MEDIA_TYPE = re.compile(rf"[ \t]*({_TOKEN})/({_TOKEN})")
+_PARAMETER = re.compile(rf"[ \t]*;[ \t]*(?:({_TOKEN})=({_TOKEN}|{_QUOTED}))?")
+_END = re.compile(r"[ \t]*")
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+_ECHO_CHARS = 100
 
 
-def _media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
-    parts = (content_type or "").split(";")
-    params = {}
-    for part in parts[1:]:
-        key, _, value = part.partition("=")
-        params[key.strip().lower()] = value.strip().strip('"')
-    return parts[0].strip().lower(), params
+def parse_media_type(value: str) -> tuple[str, list[tuple[str, str]]] | None:
+    """A Content-Type value -> ("type/subtype" in lower case, [(parameter name in lower case,
+    value)]), or None when it is not a media type. Names are case-insensitive and values are
+    not (RFC 9110 section 8.3.1); a quoted value is unquoted, so `proto="x"` equals `proto=x`.
+    """
+    match = _MEDIA_TYPE.match(value)
+    if match is None:
+        return None
+    media_type = f"{match.group(1)}/{match.group(2)}".lower()
+    parameters = []
+    position = match.end()
+    while (match := _PARAMETER.match(value, position)) is not None:
+        position = match.end()
+        name, raw = match.groups()
+        if name is None:  # an empty parameter (";;" or a trailing ";") is allowed
+            continue
+        if raw.startswith('"'):
+            raw = _QUOTED_PAIR.sub(r"\1", raw[1:-1])
+        parameters.append((name.lower(), raw))
+    if _END.fullmatch(value, position) is None:
+        return None
+    return media_type, parameters
 
 
-def check_headers(content_type: str | None, content_encoding: str | None, message: str) -> None:
-    """Refuse (415) anything but snappy-compressed protobuf carrying the expected message."""
-    media_type, params = _media_type(content_type)
-    if media_type != PROTOBUF:
-        raise UnsupportedMediaType(f"Content-Type must be {PROTOBUF}, got {content_type or 'none'!r}")
-    proto = params.get("proto")
-    if proto is not None and proto != message:
-        raise UnsupportedMediaType(
-            f"unsupported protobuf message {proto!r}: this endpoint accepts {message} "
-            "(for Prometheus remote write set protobuf_message: prometheus.WriteRequest)"
-        )
-    encoding = (content_encoding or "").strip().lower()
-    if encoding != "snappy":
-        raise UnsupportedMediaType(f"Content-Encoding must be snappy, got {content_encoding or 'none'!r}")
+def _echo(value: str) -> str:
+    return repr(value if len(value) <= _ECHO_CHARS else value[:_ECHO_CHARS] + "...")
+
+
+def _unsupported(what: str, supported: str) -> UnsupportedMediaType:
+    return UnsupportedMediaType(f"{what}: this endpoint accepts {supported}")
+
+
+def _protobuf_message(content_type: str, supported: str) -> str | None:
+    """The `proto` parameter of a protobuf Content-Type (None when absent); UnsupportedMediaType
+    for anything that is not `application/x-protobuf` or names two different messages."""
+    parsed = parse_media_type(content_type)
+    if parsed is None or parsed[0] != PROTOBUF:
+        raise _unsupported(f"unsupported Content-Type {_echo(content_type)}", supported)
+    messages = {value for name, value in parsed[1] if name == "proto"}
+    if len(messages) > 1:
+        what = f"Content-Type {_echo(content_type)} names more than one protobuf message"
+        raise _unsupported(what, supported)
+    return messages.pop() if messages else None
+
+
+def negotiate_write(content_type: str | None, content_encoding: str | None) -> str:
+    """The message a remote write body holds (WRITE_V1 or WRITE_V2), from its headers; 415
+    (UnsupportedMediaType) for a type, message or encoding this endpoint does not speak.
+
+    A missing Content-Encoding is read as snappy: some clients send snappy bodies without the
+    header, and Prometheus's own receiver accepts them. A body that is not snappy after all is
+    a 400 when it is decompressed."""
+    if content_type is not None and content_type.strip():
+        message = _protobuf_message(content_type, SUPPORTED_WRITE_TYPES) or WRITE_V1
+        if message not in (WRITE_V1, WRITE_V2):
+            raise _unsupported(f"unsupported protobuf message {_echo(message)}", SUPPORTED_WRITE_TYPES)
+    else:
+        message = WRITE_V1
+    _check_encoding(content_encoding, required=False)
+    return message
+
+
+def check_read_headers(content_type: str | None, content_encoding: str | None) -> None:
+    """Refuse (415) anything but a snappy-compressed protobuf ReadRequest."""
+    supported = f"{PROTOBUF} (remote read, proto={READ_V1})"
+    message = _protobuf_message(content_type or "", supported)
+    if message not in (None, READ_V1):
+        raise _unsupported(f"unsupported protobuf message {_echo(message)}", supported)
+    _check_encoding(content_encoding, required=True)
+
+
+def _check_encoding(content_encoding: str | None, *, required: bool) -> None:
+    # Content codings are case-insensitive (RFC 9110 section 8.4.1).
+    encoding = (content_encoding or "").strip()
+    if encoding.lower() == SNAPPY or (not encoding and not required):
+        return
+    got = _echo(encoding) if encoding else "none"
+    raise UnsupportedMediaType(f"Content-Encoding must be snappy (block format), got {got}")
+
+
+def written_headers(samples: int, histograms: int, exemplars: int) -> Mapping[str, str]:
+    """The 2.0 response headers saying how many of each kind were written."""
+    return {
+        SAMPLES_WRITTEN: str(samples), HISTOGRAMS_WRITTEN: str(histograms), EXEMPLARS_WRITTEN: str(exemplars)
+    }
 
 
 def declared_length(body: bytes) -> int:
@@ -78,19 +173,20 @@ def _parse(message_type: type, raw: bytes, name: str) -> object:
     return message
 
 
-def decode_write_request(
-    body: bytes, content_type: str | None, content_encoding: str | None, limit: int
-) -> WriteRequestLabelBytes:
-    """The request as WriteRequestLabelBytes: the same message with each series' labels left
-    serialised (records.SeriesCache parses them once per series)."""
-    check_headers(content_type, content_encoding, WRITE_V1_MESSAGE)
-    return _parse(WriteRequestLabelBytes, decompress(body, limit), "WriteRequest")
+def decode_write_request(body: bytes, message: str, limit: int) -> WriteRequestLabelBytes | WriteRequestV2:
+    """The body as the negotiated message. 1.0: WriteRequestLabelBytes, the same message with
+    each series' labels left serialised (records.SeriesCache parses them once per series).
+    2.0: the Request itself (its labels are already small integers)."""
+    raw = decompress(body, limit)
+    if message == WRITE_V2:
+        return _parse(WriteRequestV2, raw, WRITE_V2)
+    return _parse(WriteRequestLabelBytes, raw, "WriteRequest")
 
 
 def decode_read_request(
     body: bytes, content_type: str | None, content_encoding: str | None, limit: int
 ) -> ReadRequest:
-    check_headers(content_type, content_encoding, "prometheus.ReadRequest")
+    check_read_headers(content_type, content_encoding)
     return _parse(ReadRequest, decompress(body, limit), "ReadRequest")
 
 

@@ -9,21 +9,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from chalicelib.auth import AccessKey, parse_basic_authorization
 from chalicelib.clients import ClientCache
-from chalicelib.codec import PROTOBUF, decode_read_request, decode_write_request, encode_response
+from chalicelib.codec import (
+    PROTOBUF,
+    WRITE_V1,
+    WRITE_V2,
+    decode_read_request,
+    decode_write_request,
+    encode_response,
+    negotiate_write,
+    written_headers,
+)
 from chalicelib.config import Settings
 from chalicelib.errors import ConnectorError
 from chalicelib.outcome import Outcome
-from chalicelib.records import SeriesCache, build_records
+from chalicelib.records import SeriesCache, build_records, build_records_v2
 from chalicelib.writer import Writer, WriteResult
 
 if TYPE_CHECKING:
     from chalicelib.query_client import ColumnsCache
 
 _READ_ANSWER_HEADERS = {"Content-Type": PROTOBUF, "Content-Encoding": "snappy"}
+# The protocol version each negotiated message stands for, as logged.
+_PROTOCOL = {WRITE_V1: "1.0", WRITE_V2: "2.0"}
 
 
 def credentials_from(headers: Mapping[str, str], settings: Settings) -> AccessKey | None:
@@ -46,19 +58,40 @@ def handle_write(
     writer: Writer,
     series_cache: SeriesCache,
 ) -> Outcome:
-    """Store one remote write request."""
+    """Store one remote write request, 1.0 or 2.0 as its Content-Type says.
+
+    A 2.0 answer carries the written counts whatever its status, once the message is
+    negotiated (a 415 comes before): 0 for a request refused before any write (401, 400, 413),
+    the exact counts after a partial write. A 1.0 answer carries none, so that a sender never
+    takes a 1.0 answer for a 2.0 receiver's."""
+    try:
+        message = negotiate_write(*_body_headers(headers))
+    except ConnectorError as error:
+        return Outcome.failed(error)
+    result = None
     try:
         credentials = credentials_from(headers, settings)
-        request = decode_write_request(body, *_body_headers(headers), settings.max_decompressed_bytes)
-        batch = build_records(request.timeseries, settings, int(time.time() * 1000), series_cache)
+        request = decode_write_request(body, message, settings.max_decompressed_bytes)
+        now_ms = int(time.time() * 1000)
+        if message == WRITE_V2:
+            batch = build_records_v2(request, settings, now_ms, series_cache)
+        else:
+            batch = build_records(request.timeseries, settings, now_ms, series_cache)
         # The records own everything they need: free the parsed request (tens of MB for the
         # largest) before the calls to Timestream start.
         del request
         if batch.record_count == 0:
-            return WriteResult.of(batch).outcome()
-        return writer.write(clients.write_sender(credentials), batch).outcome()
+            result = WriteResult.of(batch)
+        else:
+            result = writer.write(clients.write_sender(credentials), batch)
+        outcome = result.outcome()
     except ConnectorError as error:
-        return Outcome.failed(error)
+        outcome = Outcome.failed(error)
+    log_fields = {**outcome.log_fields, "protocol": _PROTOCOL[message]}
+    if message != WRITE_V2:
+        return replace(outcome, log_fields=log_fields)
+    counts = result.written_counts() if result is not None else (0, 0, 0)
+    return replace(outcome, headers={**outcome.headers, **written_headers(*counts)}, log_fields=log_fields)
 
 
 def handle_read(

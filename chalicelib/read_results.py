@@ -1,9 +1,10 @@
 """Timestream query answers -> Prometheus series, within a response size budget.
 
 Rows of a `SELECT *` are grouped into prompb TimeSeries: `measure_name` is `__name__`, every
-other column except time and measure_value::* is a label (left out when NULL or empty), and
-`measure_value::double` is the sample's value. Labels come out sorted by name, series by labels,
-samples by time, as Prometheus expects.
+other column except time, measure_value::* and the dimension the connector adds to series that
+have no label besides their name (records.NAME_ONLY_DIMENSION) is a label (left out when NULL or
+empty), and `measure_value::double` is the sample's value. Labels come out sorted by name,
+series by labels, samples by time, as Prometheus expects.
 
 The answer is capped (ResponseBudget) below Lambda's response limit: an upper bound of the
 encoded protobuf size is counted as rows arrive, so an oversized answer fails early with 413 and
@@ -21,6 +22,10 @@ from chalicelib.errors import ConnectorError, PayloadTooLarge
 from chalicelib.matchers import METRIC_NAME_LABEL
 from chalicelib.prompb import prometheus_remote_pb2 as pb
 from chalicelib.query_sql import MEASURE_NAME_COLUMN, MEASURE_VALUE_PREFIX, TIME_COLUMN, VALUE_COLUMN
+from chalicelib.records import NAME_ONLY_DIMENSION
+
+# Columns that are never labels: Timestream's own, and the one the connector owns.
+_NOT_LABELS = (TIME_COLUMN, MEASURE_NAME_COLUMN, NAME_ONLY_DIMENSION[0])
 
 # A series' labels, sorted: the key rows are grouped by.
 _Key = tuple[tuple[str, str], ...]
@@ -114,7 +119,7 @@ def parse_timestamp_ms(text: str) -> int:
 
 
 def _is_label_column(name: str) -> bool:
-    return name not in (TIME_COLUMN, MEASURE_NAME_COLUMN) and not name.startswith(MEASURE_VALUE_PREFIX)
+    return name not in _NOT_LABELS and not name.startswith(MEASURE_VALUE_PREFIX)
 
 
 def series_from_pages(
@@ -124,10 +129,11 @@ def series_from_pages(
 ) -> list[Any]:
     """Group `SELECT *` result rows into prompb TimeSeries.
 
-    Columns other than time, measure_name and measure_value::* are labels; NULL or empty values
-    are left out; `echo` labels are added to every series. Labels are sorted by name, series by
-    labels, samples by time; rows without a double value are skipped. `budget` is charged as
-    series and samples appear, so an oversized answer stops before reading every page."""
+    Columns other than time, measure_name, measure_value::* and the connector's own dimension
+    are labels; NULL or empty values are left out; `echo` labels are added to every series.
+    Labels are sorted by name, series by labels, samples by time; rows without a double value
+    are skipped. `budget` is charged as series and samples appear, so an oversized answer stops
+    before reading every page."""
     series: dict[_Key, list[tuple[int, float]]] = {}
     echo_names = {name for name, _ in echo}
     for page in pages:

@@ -29,6 +29,7 @@ from chalicelib.prompb import prometheus_remote_pb2 as pb
 from chalicelib.query_client import ColumnsCache, QueryClient
 from chalicelib.query_sql import build_query
 from chalicelib.read_results import ResponseBudget, series_from_pages
+from chalicelib.records import NAME_ONLY_DIMENSION
 
 
 def read(
@@ -69,9 +70,14 @@ def _answer(query: Any, settings: Settings, client: QueryClient, budget: Respons
         return []
     database, table = target.destination
     routing = (settings.database_label, settings.table_label)
+    # The dimension the connector adds to name-only series is no label of any series: a matcher
+    # on it is decided like one on a label the table never stored (against "").
+    not_labels = {METRIC_NAME_LABEL, NAME_ONLY_DIMENSION[0], *routing}
     # Only matchers on ordinary labels need the table's columns; skip DESCRIBE otherwise.
-    wanted = {m.name for m in matchers if m.name != METRIC_NAME_LABEL and m.name not in routing}
-    dimensions = client.dimensions(database, table, wanted) if wanted else frozenset()
+    wanted = {m.name for m in matchers if m.name not in not_labels}
+    dimensions = frozenset()
+    if wanted:
+        dimensions = client.dimensions(database, table, wanted) - {NAME_ONLY_DIMENSION[0]}
     sql = build_query(
         database, table, matchers, query.start_timestamp_ms, query.end_timestamp_ms, dimensions, routing
     )

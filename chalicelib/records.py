@@ -4,6 +4,10 @@ A ValidationException from Timestream fails all records of a call, so anything T
 would refuse is caught here, per series, with a counted reason; the series beside it are
 written. Samples that cannot be stored by nature (NaN, +-Inf, stale markers) are dropped and
 counted: they are normal Prometheus traffic, not errors.
+
+Both remote write messages go through one loop (`build_records` for 1.0, `build_records_v2`
+for 2.0); they differ only in how a series' labels are found, and both key the same SeriesCache
+by a value that is cheap to make from the message and identical whenever the labels are.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import json
 import struct
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +36,8 @@ MAX_MEASURE_NAME_BYTES = 256
 MAX_RECORD_BYTES = 2048
 RESERVED_NAMES = frozenset({"time", "measure_name", "measure_value"})
 RESERVED_PREFIXES = ("ts_", "measure_name", "measure_value")
+# Timestream refuses a whole call when a dimension name contains one.
+FORBIDDEN_IN_DIMENSION_NAME = ":"
 # A DOUBLE measure and the timestamp each count 8 bytes towards the record size.
 _FIXED_RECORD_BYTES = 16
 
@@ -55,12 +61,20 @@ LONG_LABEL_NAME = "label_name_too_long"
 LONG_LABEL_VALUE = "label_value_too_long"
 RESERVED_LABEL = "reserved_label_name"
 TOO_MANY_LABELS = "too_many_labels"
-# Timestream refuses a record without any dimension ("At least one dimension is required").
-NO_DIMENSIONS = "no_labels_besides_metric_name"
+COLON_IN_LABEL_NAME = "label_name_has_colon"
+CONNECTOR_LABEL = "label_reserved_by_connector"
 RECORD_TOO_LARGE = "record_too_large"
 NATIVE_HISTOGRAM = "native_histogram_unsupported"
+EXEMPLAR = "exemplar_unsupported"
 TOO_FAR_IN_FUTURE = "timestamp_too_far_in_future"
 OLDER_THAN_RETENTION = "timestamp_older_than_retention"
+
+# Timestream needs at least one dimension per record ("At least one dimension is required for a
+# record"), and a series such as a recording rule's `sum(up)` has none: it is stored with this
+# dimension, which the connector owns, and remote read takes it off again, so the series reads
+# back exactly as sent. Prometheus reserves names starting with "__" for internal use, so no
+# ordinary label has it; a series that brings its own is refused (CONNECTOR_LABEL).
+NAME_ONLY_DIMENSION = ("__prometheus_timestream_series__", "name_only")
 
 
 @dataclass(eq=False, slots=True)
@@ -141,7 +155,9 @@ def is_reserved(name: str) -> bool:
 def check_labels(labels: Labels) -> tuple[str | None, str, tuple[tuple[str, str], ...]]:
     """Labels (routing labels already removed) -> (refusal reason or None, measure name, dimensions).
 
-    Empty values mean "absent" in Prometheus and are not stored.
+    Empty values mean "absent" in Prometheus and are not stored. Names are UTF-8 of any kind
+    (dots, spaces, non-ASCII, as Prometheus 3 allows) except what Timestream refuses. A series
+    with no dimension gets NAME_ONLY_DIMENSION.
     """
     measure_name = ""
     dimensions: list[tuple[str, str]] = []
@@ -167,12 +183,17 @@ def check_labels(labels: Labels) -> tuple[str | None, str, tuple[tuple[str, str]
             return LONG_LABEL_VALUE, "", ()
         if is_reserved(name):
             return RESERVED_LABEL, "", ()
+        if FORBIDDEN_IN_DIMENSION_NAME in name:
+            return COLON_IN_LABEL_NAME, "", ()
+        if name == NAME_ONLY_DIMENSION[0]:
+            return CONNECTOR_LABEL, "", ()
         size += name_bytes + value_bytes
         dimensions.append((name, value))
     if not measure_name:
         return NO_METRIC_NAME, "", ()
     if not dimensions:
-        return NO_DIMENSIONS, "", ()
+        dimensions.append(NAME_ONLY_DIMENSION)
+        size += len(NAME_ONLY_DIMENSION[0]) + len(NAME_ONLY_DIMENSION[1])
     if len(measure_name.encode()) > MAX_MEASURE_NAME_BYTES:
         return LONG_MEASURE_NAME, "", ()
     if len(dimensions) > MAX_DIMENSIONS:
@@ -215,34 +236,120 @@ def parse_labels(serialized: tuple[bytes, ...]) -> Labels:
 
 
 class SeriesCache:
-    """Remembers what each label set maps to, keyed by the labels' serialised bytes.
+    """Remembers what each label set maps to, keyed by a value made cheaply from the message.
 
     Prometheus sends the same series in every request, so the label checks and routing are done
     once per series per process instead of once per sample, and no Python object is made per
-    label on a hit. Bounded: cleared when full, which costs one re-check per series rather than
-    an LRU's bookkeeping on every hit.
+    label on a hit. The key is the labels' serialised bytes for 1.0 (a tuple of bytes) and the
+    label strings for 2.0 (a tuple of str: name, value, name, value...); the two never compare
+    equal, so one cache serves both. Bounded: cleared when full, which costs one re-check per
+    series rather than an LRU's bookkeeping on every hit.
     """
 
     def __init__(self, settings: Settings, max_entries: int | None = None) -> None:
         self._settings = settings
         self._max_entries = max_entries or settings.series_cache_size
-        self._entries: dict[tuple[bytes, ...], MappedSeries] = {}
+        self._entries: dict[tuple[bytes, ...] | tuple[str, ...], MappedSeries] = {}
         # One shared object per distinct (name, value): most pairs (job, env, cluster...) repeat
         # across thousands of series, and these objects stay in memory as long as the cache.
         self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
 
     def lookup(self, serialized_labels: tuple[bytes, ...]) -> MappedSeries:
+        """The mapping of a 1.0 series, by its labels' serialised bytes."""
         mapped = self._entries.get(serialized_labels)
         if mapped is None:
             # First sight of this series (or the cache was cleared): route and check it.
-            mapped = map_series(parse_labels(serialized_labels), self._settings)
-            if len(self._entries) >= self._max_entries:
-                self._entries.clear()
-                self._pairs.clear()
-            pairs = self._pairs
-            mapped.dimensions = tuple([pairs.setdefault(pair, pair) for pair in mapped.dimensions])
-            self._entries[serialized_labels] = mapped
+            mapped = self._add(serialized_labels, parse_labels(serialized_labels))
         return mapped
+
+    def resolver_v1(self) -> Callable[[Any], MappedSeries]:
+        """A function mapping 1.0 TimeSeriesLabelBytes (one call per series: the hot loop's)."""
+        entries = self._entries
+
+        def resolve(series: Any) -> MappedSeries:
+            key = tuple(series.labels)
+            mapped = entries.get(key)
+            if mapped is None:
+                mapped = self._add(key, parse_labels(key))
+            return mapped
+
+        return resolve
+
+    def resolver_v2(self, symbols: list[str]) -> Callable[[Any], MappedSeries]:
+        """A function mapping the 2.0 TimeSeries of one request, whose symbols table is
+        `symbols`. It checks the symbol references of the series' labels and metadata (those of
+        its exemplars: `check_exemplar_refs`) and raises BadRequest for one that does not
+        resolve."""
+        entries = self._entries
+        symbol = symbols.__getitem__
+        size = len(symbols)
+
+        def resolve(series: Any) -> MappedSeries:
+            try:
+                # The label strings themselves: a reference is only meaningful within its request.
+                key = tuple(map(symbol, series.labels_refs))
+            except IndexError:
+                raise _bad_reference("labels_refs", series.labels_refs, size) from None
+            metadata = series.metadata
+            if metadata.help_ref >= size or metadata.unit_ref >= size:
+                raise _bad_reference("metadata", [metadata.help_ref, metadata.unit_ref], size)
+            mapped = entries.get(key)
+            if mapped is None:
+                # A key seen before had an even length (odd ones are never stored): check here only.
+                if len(key) % 2:
+                    raise _odd_references("labels_refs", len(key))
+                mapped = self._add(key, list(zip(key[::2], key[1::2], strict=True)))
+            return mapped
+
+        return resolve
+
+    def _add(self, key: tuple[bytes, ...] | tuple[str, ...], labels: Labels) -> MappedSeries:
+        mapped = map_series(labels, self._settings)
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()
+            self._pairs.clear()
+        pairs = self._pairs
+        mapped.dimensions = tuple([pairs.setdefault(pair, pair) for pair in mapped.dimensions])
+        self._entries[key] = mapped
+        return mapped
+
+
+def _malformed_v2(detail: str) -> str:
+    return f"body is not a valid remote write 2.0 request: {detail}"
+
+
+def _odd_references(field: str, count: int) -> BadRequest:
+    return BadRequest(_malformed_v2(f"{field} has an odd number of entries ({count})"))
+
+
+def _bad_reference(field: str, refs: Iterable[int], size: int) -> BadRequest:
+    bad = next(ref for ref in refs if ref >= size)
+    return BadRequest(_malformed_v2(f"{field} refers to symbol {bad}; the symbols table has {size} entries"))
+
+
+def check_exemplar_refs(symbols: list[str]) -> Callable[[Any], None]:
+    """A function checking the label references of a 2.0 series' exemplars against `symbols`."""
+    size = len(symbols)
+
+    def check(exemplars: Iterable[Any]) -> None:
+        for exemplar in exemplars:
+            refs = exemplar.labels_refs
+            if len(refs) % 2:
+                raise _odd_references("exemplar labels_refs", len(refs))
+            if refs and max(refs) >= size:
+                raise _bad_reference("exemplar labels_refs", refs, size)
+
+    return check
+
+
+def request_symbols(request: Any) -> list[str]:
+    """The symbols table of a 2.0 Request, checked: it starts with "" (index 0 stands for an
+    unset string). An empty table is only valid if nothing refers to it, which the series'
+    references then show."""
+    symbols = list(request.symbols)
+    if symbols and symbols[0] != "":
+        raise BadRequest(_malformed_v2(f'symbols[0] must be the empty string, got {_cut(symbols[0], 40)!r}'))
+    return symbols
 
 
 def unstorable_value_reason(value: float) -> str | None:
@@ -257,13 +364,40 @@ def unstorable_value_reason(value: float) -> str | None:
 def build_records(
     timeseries: Iterable[Any], settings: Settings, now_ms: int, cache: SeriesCache | None = None
 ) -> RecordBatch:
-    """Turn TimeSeriesLabelBytes (labels as serialised bytes, see decode) into records.
+    """Turn 1.0 TimeSeriesLabelBytes (labels as serialised bytes, see codec) into records."""
+    resolve = (cache or SeriesCache(settings)).resolver_v1()
+    return _build(timeseries, resolve, settings, now_ms, check_exemplars=None)
+
+
+def build_records_v2(
+    request: Any, settings: Settings, now_ms: int, cache: SeriesCache | None = None
+) -> RecordBatch:
+    """Turn a 2.0 Request into records. Metadata (type, help, unit) and start timestamps are
+    accepted and not stored. A reference outside the symbols table, or a symbols table that
+    does not start with "", is a BadRequest for the whole request: it is raised before any
+    record is written, since the other references of such a request cannot be trusted either."""
+    symbols = request_symbols(request)
+    resolve = (cache or SeriesCache(settings)).resolver_v2(symbols)
+    return _build(request.timeseries, resolve, settings, now_ms, check_exemplars=check_exemplar_refs(symbols))
+
+
+def _build(
+    timeseries: Iterable[Any],
+    mapped_of: Callable[[Any], MappedSeries],
+    settings: Settings,
+    now_ms: int,
+    *,
+    check_exemplars: Callable[[Any], None] | None,
+) -> RecordBatch:
+    """The records of either message's series; `mapped_of` finds a series' MappedSeries.
 
     This loop runs once per series and sample of every request, so it is written for the
     interpreter: locals instead of attribute lookups, one comparison chain for the value.
+    Histograms are counted here, per series, and refused: this connector does not store them.
+    So are exemplars when `check_exemplars` is given (2.0, whose answer must not be 2xx when
+    anything sent was not written), after it checked them. 1.0 exemplars are ignored as they
+    always were, which also keeps a field access per series out of the 1.0 loop.
     """
-    cache = cache or SeriesCache(settings)
-    lookup = cache.lookup
     batch = RecordBatch()
     records = batch.records
     dropped = batch.dropped
@@ -276,12 +410,17 @@ def build_records(
     )
     destination = append = None
     for series in timeseries:
-        samples = series.samples
+        mapped = mapped_of(series)
         if series.histograms:
-            refuse(NATIVE_HISTOGRAM, len(series.histograms), lookup(tuple(series.labels)))
+            refuse(NATIVE_HISTOGRAM, len(series.histograms), mapped)
+        if check_exemplars is not None:
+            series_exemplars = series.exemplars
+            if series_exemplars:
+                check_exemplars(series_exemplars)
+                refuse(EXEMPLAR, len(series_exemplars), mapped)
+        samples = series.samples
         if not samples:
             continue
-        mapped = lookup(tuple(series.labels))
         if mapped.refusal is not None:
             refuse(mapped.refusal, len(samples), mapped)
             continue

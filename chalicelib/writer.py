@@ -80,6 +80,15 @@ class WriteResult:
             statuses.add(400)
         return next((status for status in _STATUS_PRECEDENCE if status in statuses), 204)
 
+    def written_counts(self) -> tuple[int, int, int]:
+        """(samples, histograms, exemplars) written, in the remote write 2.0 sense of the word:
+        accepted by the connector. A sample is written when its record was stored, or when it
+        was dropped on purpose (NaN, +-Inf, stale markers: accepted, and not storable); refused
+        samples and records that Timestream rejected or that a failed call did not store are
+        not. Every record is one float sample today; histograms and exemplars are refused, so 0.
+        When other kinds become records, this is where they are told apart."""
+        return self.written + sum(self.dropped.values()), 0, 0
+
     @classmethod
     def of(cls, batch: RecordBatch) -> WriteResult:
         """The result before any call: what the batch already left out."""

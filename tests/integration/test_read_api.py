@@ -8,49 +8,24 @@ import http.client
 
 import pytest
 import requests
-import snappy
 from chalice.test import Client
 
-from chalicelib.prompb import prometheus_remote_pb2 as pb
-from tests.helpers import basic_auth, encode, now_ms, write_headers, write_request
+from tests.helpers import (
+    RequestV2,
+    basic_auth,
+    decode_read_response,
+    encode,
+    now_ms,
+    read_headers,
+    read_request,
+    v2_headers,
+    write_headers,
+    write_request,
+)
 from tests.integration.conftest import ROOT
 
 PROTOBUF = "application/x-protobuf"
 DB, TABLE = "prometheusDatabaseLabel", "prometheusTableLabel"
-OPS = {"=": pb.LabelMatcher.EQ, "!=": pb.LabelMatcher.NEQ, "=~": pb.LabelMatcher.RE, "!~": pb.LabelMatcher.NRE}
-
-
-def read_request(*queries):
-    """queries: (start_ms, end_ms, [(name, op, value), ...])."""
-    request = pb.ReadRequest()
-    for start, end, matchers in queries:
-        query = request.queries.add(start_timestamp_ms=start, end_timestamp_ms=end)
-        for name, op, value in matchers:
-            query.matchers.add(type=OPS[op], name=name, value=value)
-    return snappy.compress(request.SerializeToString())
-
-
-def read_headers(**overrides):
-    """What Prometheus 2.42 sends on remote read: no Accept header."""
-    headers = {
-        "Content-Type": PROTOBUF,
-        "Content-Encoding": "snappy",
-        "X-Prometheus-Remote-Read-Version": "0.1.0",
-        "User-Agent": "Prometheus/2.42.0",
-        "Authorization": basic_auth(),
-    }
-    headers.update(overrides)
-    return {name: value for name, value in headers.items() if value is not None}
-
-
-def decode(body):
-    response = pb.ReadResponse()
-    response.ParseFromString(snappy.uncompress(body))
-    return [
-        {tuple((label.name, label.value) for label in series.labels): [(s.timestamp, s.value) for s in series.samples]
-         for series in result.timeseries}
-        for result in response.results
-    ]
 
 
 def post_write(http, series):
@@ -65,7 +40,7 @@ def post_read(http, *queries, **headers):
 def read_ok(http, *queries):
     response = post_read(http, *queries)
     assert response.status_code == 200, response.body
-    return decode(response.body)
+    return decode_read_response(response.body)
 
 
 def labels(name, **pairs):
@@ -106,7 +81,7 @@ def test_response_is_snappy_protobuf_with_its_headers_though_no_accept_was_sent(
     assert response.status_code == 200, response.body
     assert response.headers["Content-Type"] == PROTOBUF
     assert response.headers["Content-Encoding"] == "snappy"
-    assert decode(response.body) == [{labels("up", job="x"): [(t0, 1.0)]}]
+    assert decode_read_response(response.body) == [{labels("up", job="x"): [(t0, 1.0)]}]
 
 
 def test_routing_labels_choose_the_table_and_are_echoed_on_every_series(http, timestream, t0):
@@ -206,6 +181,51 @@ def test_quotes_in_values_and_names_are_data_not_sql(http, timestream, t0):
     assert result == {}
 
 
+def test_utf8_names_and_newlines_in_values_read_back_exactly(http, timestream, t0):
+    written = [("__name__", "resource.cpu usage°"), ("job name", "test\njob\n"), ("zone.名", "東京")]
+    post_write(http, [(written, [(1.5, t0)])])
+    (result,) = read_ok(http, (t0, t0, [("__name__", "=", "resource.cpu usage°"), ("zone.名", "=~", "東.*")]))
+    assert result == {tuple(sorted(written)): [(t0, 1.5)]}
+
+
+# -- series with no label besides their name ------------------------------------------------------
+
+OWNED = "__prometheus_timestream_series__"
+
+
+@pytest.fixture
+def name_only(http, timestream, t0):
+    """`sum(up)`-like series (only __name__, as 1.0 and as 2.0) beside a labelled one."""
+    post_write(http, [([("__name__", "sum_up")], [(3.0, t0)]), ([("__name__", "sum_up"), ("job", "x")], [(1.0, t0)])])
+    v2 = RequestV2()
+    v2.series([("__name__", "count_up")], [(7.0, t0)])
+    response = http.post("/write", headers=v2_headers(), body=v2.encode())
+    assert response.status_code == 204, response.body
+    return t0
+
+
+def test_a_series_with_only_its_name_reads_back_as_sent_with_nothing_added(http, name_only):
+    t0 = name_only
+    (result,) = read_ok(http, (t0, t0, [("__name__", "=", "sum_up")]))
+    assert result == {labels("sum_up"): [(t0, 3.0)], labels("sum_up", job="x"): [(t0, 1.0)]}
+    (result,) = read_ok(http, (t0, t0, [("__name__", "=", "count_up")]))
+    assert result == {labels("count_up"): [(t0, 7.0)]}
+    (result,) = read_ok(http, (t0, t0, [("__name__", "=", "sum_up"), ("job", "=", "")]))
+    assert result == {labels("sum_up"): [(t0, 3.0)]}
+
+
+@pytest.mark.parametrize(
+    ("matcher", "everything"),
+    [((OWNED, "=", ""), True), ((OWNED, "!~", "name_only"), True), ((OWNED, "=", "name_only"), False),
+     ((OWNED, "!=", ""), False), ((OWNED, "=~", ".+"), False)],
+    ids=["eq-empty", "nre-its-value", "eq-its-value", "neq-empty", "re-non-empty"],
+)
+def test_a_matcher_on_the_connectors_dimension_acts_as_on_a_label_nobody_stored(http, name_only, matcher, everything):
+    t0 = name_only
+    (result,) = read_ok(http, (t0, t0, [("__name__", "=", "sum_up"), matcher]))
+    assert result == ({labels("sum_up"): [(t0, 3.0)], labels("sum_up", job="x"): [(t0, 1.0)]} if everything else {})
+
+
 # -- refusals ------------------------------------------------------------------------------------
 
 def test_no_destination_is_400_naming_what_is_missing(load_app, timestream, t0):
@@ -295,4 +315,4 @@ def test_remote_read_over_http_without_accept_gets_snappy_protobuf_bytes(local_r
     assert response.status == 200, raw[:300]
     assert response.getheader("Content-Type") == PROTOBUF
     assert response.getheader("Content-Encoding") == "snappy"
-    assert decode(raw) == [{labels("http_read_metric", job="e2e"): [(ts, 0.1 + 0.2)]}]
+    assert decode_read_response(raw) == [{labels("http_read_metric", job="e2e"): [(ts, 0.1 + 0.2)]}]

@@ -94,3 +94,18 @@ def test_the_budget_never_underestimates_the_encoded_size(rows):
     response = pb.ReadResponse()
     response.results.add().timeseries.extend(series_from_pages([answer], budget=budget))
     assert budget.used >= response.ByteSize()
+
+
+def test_the_connectors_own_dimension_is_never_a_label():
+    # A name-only series (`sum(up)`) is stored with the connector's dimension; it reads back as
+    # sent. Its neighbour with a real label is unaffected.
+    columns = ["__prometheus_timestream_series__", "job", "measure_name", "time", "measure_value::double"]
+    answer = page(columns, [
+        ["name_only", None, "sum_up", "1970-01-01 00:00:01.000000000", "3"],
+        [None, "api", "sum_up", "1970-01-01 00:00:01.000000000", "1"],
+    ])
+    series = series_from_pages([answer], echo=((DB_LABEL, "prod"),))
+    assert sorted([(label.name, label.value) for label in s.labels] for s in series) == [
+        [("__name__", "sum_up"), ("job", "api"), (DB_LABEL, "prod")],
+        [("__name__", "sum_up"), (DB_LABEL, "prod")],
+    ]

@@ -128,3 +128,22 @@ def test_unknown_matcher_types_are_refused():
     request = pb.ReadRequest(queries=[pb.Query(matchers=[pb.LabelMatcher(type=7, name="a", value="b")])])
     with pytest.raises(BadRequest, match="matcher type"):
         read(request, replace(SETTINGS), query_client(), ColumnsCache())
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "selects"),
+    [(pb.LabelMatcher.EQ, "name_only", False), (pb.LabelMatcher.NEQ, "", False), (pb.LabelMatcher.RE, ".+", False),
+     (pb.LabelMatcher.EQ, "", True), (pb.LabelMatcher.NRE, "name_only", True)],
+    ids=["eq-its-value", "neq-empty", "re-non-empty", "eq-empty", "nre-its-value"],
+)
+def test_a_matcher_on_the_connectors_dimension_is_decided_as_on_a_label_never_stored(kind, value, selects):
+    # The table has the column (name-only series were written), yet no series has the label.
+    client = RecordingClient(describe_page("job", "__prometheus_timestream_series__"),
+                             page(["job", "measure_name", "time", "measure_value::double"], []))
+    request = pb.ReadRequest(queries=[pb.Query(start_timestamp_ms=0, end_timestamp_ms=1, matchers=[
+        _matcher(pb.LabelMatcher.EQ, "__name__", "sum_up"),
+        _matcher(kind, "__prometheus_timestream_series__", value)])])
+    read(request, SETTINGS, client, ColumnsCache())
+    selects_sent = [sql for sql in client.sent if sql.startswith("SELECT")]
+    assert "__prometheus_timestream_series__" not in " ".join(selects_sent)
+    assert len(selects_sent) == (1 if selects else 0)

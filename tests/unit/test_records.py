@@ -102,8 +102,6 @@ def refusal(labels, settings=SETTINGS):
     ("labels", "reason"),
     [
         ([("job", "x")], r.NO_METRIC_NAME),
-        ([("__name__", "m")], r.NO_DIMENSIONS),
-        ([("__name__", "m"), ("empty", "")], r.NO_DIMENSIONS),
         ([("__name__", ""), ("job", "x")], r.NO_METRIC_NAME),
         ([("__name__", "m"), ("", "x")], r.EMPTY_LABEL_NAME),
         ([("__name__", "m"), ("job", "a"), ("job", "b")], r.DUPLICATE_LABEL),
@@ -114,6 +112,10 @@ def refusal(labels, settings=SETTINGS):
         ([("__name__", "m"), ("measure_value", "x")], r.RESERVED_LABEL),
         ([("__name__", "m"), ("measure_name_x", "x")], r.RESERVED_LABEL),
         ([("__name__", "m"), ("ts_anything", "x")], r.RESERVED_LABEL),
+        ([("__name__", "m"), ("a:b", "x")], r.COLON_IN_LABEL_NAME),
+        ([("__name__", "m"), (":", "x")], r.COLON_IN_LABEL_NAME),
+        ([("__name__", "m"), ("__prometheus_timestream_series__", "x")], r.CONNECTOR_LABEL),
+        ([("__name__", "m"), ("job", "x"), ("__prometheus_timestream_series__", "name_only")], r.CONNECTOR_LABEL),
         ([("__name__", "m"), ("job", "x")] + [(f"l{i}", "v") for i in range(129)], r.TOO_MANY_LABELS),
         ([("__name__", "m"), ("job", "x")] + [(f"l{i}", "v" * 200) for i in range(11)], r.RECORD_TOO_LARGE),
         ([("__name__", "m"), ("prometheusTableLabel", "bad name")], r.INVALID_DESTINATION),
@@ -121,6 +123,47 @@ def refusal(labels, settings=SETTINGS):
 )
 def test_series_breaking_a_timestream_limit_is_refused_with_a_reason(labels, reason):
     assert refusal(labels) == reason
+
+
+OWNED = {"Name": "__prometheus_timestream_series__", "Value": "name_only", "DimensionValueType": "VARCHAR"}
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [[("__name__", "sum_up")], [("__name__", "sum_up"), ("empty", "")],
+     [("__name__", "sum_up"), ("prometheusDatabaseLabel", "prometheus"), ("prometheusTableLabel", "metrics")],
+     [("__name__", "job:up:sum"), ("__prometheus_timestream_series__", "")]],
+    ids=["name-only", "empty-label", "routing-labels-only", "empty-owned-label"],
+)
+def test_a_series_with_no_label_besides_its_name_is_stored_with_the_connectors_dimension(labels):
+    # Timestream refuses a record without dimensions; the connector adds one it owns, and remote
+    # read takes it off again (see test_read_results).
+    (record,) = only_records(build(make_series(labels, [(1.0, NOW)])))
+    assert record["Dimensions"] == [OWNED]
+    assert record["MeasureName"] == labels[0][1]
+
+
+def test_the_connectors_dimension_is_a_name_timestream_accepts_and_prometheus_reserves():
+    name, value = r.NAME_ONLY_DIMENSION
+    assert name.startswith("__") and ":" not in name and not r.is_reserved(name)
+    assert 1 <= len(name.encode()) <= r.MAX_DIMENSION_NAME_BYTES and value
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [("__name__", "resource.cpu.usage"), ("job.name", "testjob"), ("instance.name", "localhost:9090")],
+        [("__name__", "resource cpu usage"), ("job name", "testjob"), ("instance name", "localhost:9090")],
+        [("__name__", "température_°C"), ("zone", "日本"), ("emoji🚀", "test🚀")],
+        [("__name__", "up"), ("job", "test\njob\n"), ("instance", "line\r\nbreak")],
+        [("__name__", "job:up:sum_rate5m"), ("job", "x")],
+    ],
+    ids=["dots", "spaces", "non-ascii", "newlines-in-values", "colons-in-metric-name"],
+)
+def test_utf8_names_and_values_pass_through_unchanged(labels):
+    (record,) = only_records(build(make_series(labels, [(1.0, NOW)])))
+    assert record["MeasureName"] == labels[0][1]
+    assert [(d["Name"], d["Value"]) for d in record["Dimensions"]] == labels[1:]
 
 
 def test_limits_count_bytes_not_characters():
@@ -160,25 +203,24 @@ def test_series_without_samples_produce_nothing():
     assert batch.record_count == 0 and not batch.refused and not batch.dropped
 
 
-# Label names as Prometheus allows them, and values of any text (including empty).
-prom_names = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,20}", fullmatch=True).filter(
-    lambda n: n != "__name__" and not r.is_reserved(n)
+# Label names as Prometheus 3 allows them (any UTF-8) minus what Timestream refuses, and values
+# of any text (including empty).
+label_names = st.text(st.characters(codec="utf-8", exclude_characters=":"), min_size=1, max_size=15).filter(
+    lambda n: n not in ("__name__", r.NAME_ONLY_DIMENSION[0]) and not r.is_reserved(n)
 )
 
 
 @given(
-    metric=st.from_regex(r"[a-zA-Z_:][a-zA-Z0-9_:]{0,30}", fullmatch=True),
-    labels=st.dictionaries(prom_names, st.text(max_size=30), max_size=20),
+    metric=st.text(st.characters(codec="utf-8"), min_size=1, max_size=30),
+    labels=st.dictionaries(label_names, st.text(max_size=30), max_size=8),  # within 2 KiB
 )
 def test_label_mapping_keeps_every_nonempty_label_as_a_dimension(metric, labels):
     routing = {SETTINGS.database_label, SETTINGS.table_label}
-    # One fixed label (a name the strategy cannot produce): Timestream needs a dimension.
-    series = make_series([("__name__", metric), ("fixed_label_0", "1"), *labels.items()], [(1.0, NOW)])
+    series = make_series([("__name__", metric), *labels.items()], [(1.0, NOW)])
     (record,) = only_records(build(series))
     assert record["MeasureName"] == metric
     expected = {name: value for name, value in labels.items() if value and name not in routing}
-    expected["fixed_label_0"] = "1"
-    assert {d["Name"]: d["Value"] for d in record["Dimensions"]} == expected
+    assert {d["Name"]: d["Value"] for d in record["Dimensions"]} == (expected or dict([r.NAME_ONLY_DIMENSION]))
 
 
 def test_the_series_cache_maps_a_label_set_once_and_reuses_it():

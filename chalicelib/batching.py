@@ -76,6 +76,21 @@ class Call(list[Record]):
         self.shared = shared
 
 
+class _Group:
+    """Series of one scrape target (or of one job, for small targets): their pairs that make the
+    group, and every pair they all have."""
+
+    __slots__ = ("key", "shared")
+
+    def __init__(self, key: Pairs, dimensions: Pairs) -> None:
+        self.key = key
+        # More than the key when a label is on all of a target's series but not on every series
+        # of the destination (two Prometheus servers with different external labels, say).
+        # Only ever narrowed, and before a series joins: whoever holds the group can trust it
+        # for every series that was in it when they looked.
+        self.shared: Shared = frozenset(dimensions)
+
+
 @dataclass
 class _DestinationGroups:
     """What is learnt about one destination's series, to give each series a group.
@@ -94,9 +109,9 @@ class _DestinationGroups:
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     counted: set[MappedSeries] = field(default_factory=set)
     # Series -> group, for what makes a group now; emptied whenever that changes.
-    groups: dict[MappedSeries, Pairs] = field(default_factory=dict)
-    # One object per distinct group, so that equal groups compare by identity.
-    interned: dict[Pairs, Pairs] = field(default_factory=dict)
+    groups: dict[MappedSeries, _Group] = field(default_factory=dict)
+    # Key -> group, for what makes a group now.
+    by_key: dict[Pairs, _Group] = field(default_factory=dict)
 
     def learn(self, records: list[Record]) -> None:
         """Learn the series not seen before, then give every series of `records` a group
@@ -107,7 +122,7 @@ class _DestinationGroups:
             self.counts.clear()
             self.names = None
             self.groups.clear()
-            self.interned.clear()
+            self.by_key = {}
         counts = self.counts
         names = self.names
         stale = False
@@ -127,13 +142,21 @@ class _DestinationGroups:
         if stale or names != self.names:
             self.names = names
             self.groups.clear()
+            # New group objects: requests still holding the old ones keep what they knew.
+            self.by_key = {}
         groups = self.groups
-        interned = self.interned
+        by_key = self.by_key
         least = GROUP_MIN_SERIES
         for series, _, _ in records:
             if series not in groups:
-                group = tuple([p for p in series.dimensions if p[0] in names and counts[p] >= least])
-                groups[series] = interned.setdefault(group, group)
+                dimensions = series.dimensions
+                key = tuple([pair for pair in dimensions if pair[0] in names and counts[pair] >= least])
+                group = by_key.get(key)
+                if group is None:
+                    group = by_key[key] = _Group(key, dimensions)
+                elif not group.shared.issubset(dimensions):
+                    group.shared = group.shared.intersection(dimensions)
+                groups[series] = group
 
 
 class CallPlanner:
@@ -159,13 +182,15 @@ class CallPlanner:
         if by_group is None:
             with self._lock:
                 state.learn(records)
-                # Nothing learns in between (same lock): every series has a current group.
-                by_group = self._by_group(state, records) or {(): records}
+                # Nothing learns in between (same lock): every series has a group.
+                by_group = self._by_group(state, records)
+        if by_group is None:
+            return _chunks(records)
         calls: list[list[Record]] = []
         leftovers: list[_Leftover] = []
-        for group in sorted(by_group):
+        for group in sorted(by_group, key=_group_key):
             grouped = by_group[group]
-            shared = frozenset(group)
+            shared = group.shared
             if len(grouped) > MAX_RECORDS_PER_CALL:
                 grouped = _fill(grouped, shared, calls)
             leftovers.append(_Leftover(grouped, shared))
@@ -173,17 +198,16 @@ class CallPlanner:
         return calls
 
     @staticmethod
-    def _by_group(state: _DestinationGroups, records: list[Record]) -> dict[Pairs, list[Record]] | None:
+    def _by_group(state: _DestinationGroups, records: list[Record]) -> dict[_Group, list[Record]] | None:
         """Records by group, in request order within each; None if a series has no group yet
         (or one from before the last change of what makes a group)."""
         found = list(map(state.groups.get, [record[0] for record in records]))
         if None in found:
             return None
         first = found[0]
-        # Groups are interned, so this compares pointers: a request of one target is common.
         if found[-1] is first and found.count(first) == len(found):
             return {first: records}
-        by_group: dict[Pairs, list[Record]] = {}
+        by_group: dict[_Group, list[Record]] = {}
         previous = None
         append = None
         for record, group in zip(records, found, strict=True):
@@ -196,6 +220,16 @@ class CallPlanner:
                 append = grouped.append
             append(record)
         return by_group
+
+
+def _group_key(group: _Group) -> Pairs:
+    return group.key
+
+
+def _chunks(records: list[Record]) -> list[list[Record]]:
+    """Calls in request order: what the connector sent before calls were formed by group."""
+    size = MAX_RECORDS_PER_CALL
+    return [records[start:start + size] for start in range(0, len(records), size)]
 
 
 def _fill(records: list[Record], shared: Shared, calls: list[list[Record]]) -> list[Record]:

@@ -23,6 +23,9 @@ EXTERNAL = [("cluster", "prod-eu-west-1"), ("env", "production")]
 def series_labels(target, metric, variant):
     job, instance = target
     labels = [("__name__", metric), *EXTERNAL, ("job", job), ("instance", instance)]
+    if job == "kube-state-metrics":
+        # Sent by another Prometheus, with one more external label.
+        labels.append(("region", "eu-west-1"))
     if variant is not None:
         labels.append(("cpu", str(variant)))
     return sorted(labels)
@@ -161,9 +164,42 @@ def test_a_target_has_its_own_group_once_a_calls_worth_of_its_series_were_seen()
     assert targets_per_call(request(2)) == [1, 1]
 
 
+def test_concurrent_requests_get_calls_that_say_exactly_what_their_records_say():
+    import threading
+
+    cache = SeriesCache(SETTINGS)
+    planner = CallPlanner()
+    hosts = [("node", f"10.0.0.{host}:9100") for host in range(4)] + [("kube-state-metrics", "10.0.3.7:8080")]
+    requests = []
+    for seed in range(24):
+        rng = random.Random(seed)
+        specs = [(tuple(series_labels(rng.choice(hosts), rng.choice(["up", "node_load1"]), rng.randrange(400))), 1)
+                 for _ in range(rng.randrange(1, 300))]
+        requests.append(records_of(list(dict.fromkeys(specs)), cache))
+    failures = []
+
+    def send(part):
+        try:
+            for records in requests[part::4]:
+                calls = planner.calls(DEST, records)
+                assert Counter(record for call in calls for record in call) == Counter(records)
+                for call in calls:
+                    assert_within_timestream_limits(call)
+        except AssertionError as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=send, args=(part,)) for part in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+
+
 def test_empty_and_single_record_requests():
     planner = CallPlanner()
     assert planner.calls(DEST, []) == []
     records = records_of([(series_labels(("node", "a:9100"), "up", None), 1)], SeriesCache(SETTINGS))
     assert planner.calls(DEST, records) == [records]
+
 

@@ -121,8 +121,7 @@ class _DestinationGroups:
             counted.clear()
             self.counts.clear()
             self.names = None
-            self.groups.clear()
-            self.by_key = {}
+            self._regroup()
         counts = self.counts
         names = self.names
         stale = False
@@ -141,9 +140,7 @@ class _DestinationGroups:
                 names = names & series_names
         if stale or names != self.names:
             self.names = names
-            self.groups.clear()
-            # New group objects: requests still holding the old ones keep what they knew.
-            self.by_key = {}
+            self._regroup()
         groups = self.groups
         by_key = self.by_key
         least = GROUP_MIN_SERIES
@@ -157,6 +154,13 @@ class _DestinationGroups:
                 elif not group.shared.issubset(dimensions):
                     group.shared = group.shared.intersection(dimensions)
                 groups[series] = group
+
+
+    def _regroup(self) -> None:
+        """Forget every series' group (what makes a group has changed)."""
+        self.groups.clear()
+        # New group objects: requests still holding the old ones keep what they knew.
+        self.by_key = {}
 
 
 class CallPlanner:

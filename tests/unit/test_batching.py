@@ -203,3 +203,13 @@ def test_empty_and_single_record_requests():
     assert planner.calls(DEST, records) == [records]
 
 
+
+
+def test_recorded_prometheus_workload_costs_at_most_1_3_times_the_floor_in_both_orders():
+    from bench import cost
+
+    for order, bodies in cost.orders(cost.read_bodies()).items():
+        result = cost.account(bodies)
+        assert result.ratio <= 1.3, (order, result)
+        # Grouping never costs more than cutting in request order on real traffic.
+        assert result.billed <= result.request_order, (order, result)

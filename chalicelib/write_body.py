@@ -22,9 +22,10 @@ _SEEN_ONCE: tuple[None, str] = (None, "")
 # Stands, in the key of a series' rendered prefix, for "the measure name is in CommonAttributes":
 # no dimension has an empty name, so it cannot be mistaken for a shared dimension.
 _MEASURE_NAME_SHARED = ("", "")
-# Shared sets seen recently (a few per scrape target), as one frozenset object each.
+# Shared sets seen recently (a few per scrape target): one frozenset object each, and the
+# CommonAttributes JSON of its dimensions.
 _MAX_COMMON_SETS = 4096
-_common_sets: dict[tuple[tuple[str, str], ...], frozenset[tuple[str, str]]] = {}
+_common_sets: dict[tuple[tuple[str, str], ...], tuple[frozenset[tuple[str, str]], str]] = {}
 _MEASURE_VALUE_TYPE = "DOUBLE"
 _TIME_UNIT = "MILLISECONDS"
 _VALUE_TO_TIME = '","Time":"'
@@ -66,9 +67,13 @@ def _shared_beyond(
     records: list[Record], known: frozenset[tuple[str, str]]
 ) -> tuple[tuple[tuple[str, str], ...], str | None]:
     first = records[0][0]
-    # A few pairs at most (a metric's own labels), gone after a record or two in most calls.
-    extra = [pair for pair in first.dimensions if pair not in known]
-    measure_name: str | None = first.measure_name
+    last = records[-1][0]
+    # A few pairs at most (a metric's own labels). Records of one metric are next to each other,
+    # so most of them are gone at the last record already: look there first.
+    extra = [pair for pair in first.dimensions if pair not in known and pair in last.dimensions]
+    measure_name: str | None = first.measure_name if last.measure_name == first.measure_name else None
+    if not extra and measure_name is None:
+        return tuple(pair for pair in first.dimensions if pair in known), None
     previous = first
     for series, _, _ in records:
         if series is not previous:
@@ -104,12 +109,15 @@ def write_records_body(database: str, table: str, records: list[Record]) -> byte
     common, measure_name = shared_attributes(records)
     common_key = common if measure_name is None else (*common, _MEASURE_NAME_SHARED)
     # One object per distinct set: the check against a series' memo below is then an identity
-    # check, not a set comparison, for every record.
-    common_set = _common_sets.get(common_key)
-    if common_set is None:
+    # check, not a set comparison, for every record. Its JSON is kept with it.
+    known = _common_sets.get(common_key)
+    if known is None:
         if len(_common_sets) >= _MAX_COMMON_SETS:
             _common_sets.clear()
-        common_set = _common_sets.setdefault(common_key, frozenset(common_key))
+        common_json = ",".join(_dimension_json(name, value) for name, value in common)
+        known = (frozenset(common_key), f'"Dimensions":[{common_json}],' if common_json else "")
+        known = _common_sets.setdefault(common_key, known)
+    common_set, common_attributes = known
     parts: list[str] = []
     extend = parts.extend
     for series, value, time in records:
@@ -127,13 +135,11 @@ def write_records_body(database: str, table: str, records: list[Record]) -> byte
         # Pieces joined once below: cheaper than a string per record.
         extend((prefix, value, _VALUE_TO_TIME, time, _BETWEEN_RECORDS))
     parts[-1] = _LAST_RECORD_END
-    common_json = ",".join(_dimension_json(name, value) for name, value in common)
-    common_dimensions = f'"Dimensions":[{common_json}],' if common_json else ""
     if measure_name is not None:
-        common_dimensions += f'"MeasureName":{_json_string(measure_name)},'
+        common_attributes += f'"MeasureName":{_json_string(measure_name)},'
     body = (
         f'{{"DatabaseName":{_json_string(database)},"TableName":{_json_string(table)},'
-        f'"CommonAttributes":{{{common_dimensions}"MeasureValueType":"{_MEASURE_VALUE_TYPE}",'
+        f'"CommonAttributes":{{{common_attributes}"MeasureValueType":"{_MEASURE_VALUE_TYPE}",'
         f'"TimeUnit":"{_TIME_UNIT}"}},"Records":[{"".join(parts)}]}}'
     )
     return body.encode()

@@ -75,6 +75,8 @@ HEADERS = {
 TARGET_LATENCY_MS = 150.0
 TARGET_COLD_START_MS = 500.0
 TARGET_PEAK_MIB = 256.0
+# The recorded workload is sent this many more times at full speed, for CPU per sample on it.
+COST_CPU_PASSES = 3
 
 
 class BenchError(Exception):
@@ -360,14 +362,17 @@ def lambda_memory_mb(project: Path) -> int:
 
 
 def measure_cost(session: requests.Session, url: str, timestream: StandInClient, delay_ms: float,
-                 project: Path, rows: list[tuple[str, str, str, str]], notes: list[str]) -> None:
+                 connector: Server, rows: list[tuple[str, str, str, str]], notes: list[str],
+                 project: Path) -> None:
     """Send the recorded workload in both orders; the stand-in meters the bodies it receives.
 
     Timestream calls take `delay_ms` each, so the wall time per request stands for the Lambda
-    duration that is billed."""
+    duration that is billed. Then the same requests again at full speed, for the connector's CPU
+    per sample on real traffic."""
     bodies = cost.read_bodies()
     memory_mb = lambda_memory_mb(project)
     results = {}
+    cpu = {}
     for order, ordered in cost.orders(bodies).items():
         expected = cost.account(ordered)
         timestream.reset()
@@ -376,6 +381,12 @@ def measure_cost(session: requests.Session, url: str, timestream: StandInClient,
         timestream.delay(0)
         stats = timestream.expect(expected.samples, expected.value_sum, f"cost, {order}")
         results[order] = (expected, stats, statistics.median(walls))
+        passes = []
+        for _ in range(COST_CPU_PASSES):
+            timestream.reset()
+            passes.append(measure_pass(connector, url, session, ordered, expected.samples, f"cost, {order}"))
+            timestream.expect(expected.samples, expected.value_sum, f"cost, {order}, CPU pass")
+        cpu[order] = summary(passes)
         if project == ROOT and stats["units"] != expected.billed:
             notes.append(f"cost, {order}: the stand-in metered {stats['units']} units, this checkout's "
                          f"batching predicts {expected.billed} (calls formed with what the connector learnt "
@@ -414,6 +425,8 @@ def measure_cost(session: requests.Session, url: str, timestream: StandInClient,
                      " / ".join(f"${dollars['Timestream writes']:.4f}" for dollars in values), "", ""))
     walls = " / ".join(f"{wall * 1000:.0f} ms" for _, _, wall in results.values())
     rows.append(("     Lambda billed time per request (median wall)", walls, "", ""))
+    label = f"   connector CPU per sample on them ({COST_CPU_PASSES} passes at full speed), {orders}"
+    rows.append((label, " / ".join(f"{each['us_per_sample']:.1f} us" for each in cpu.values()), "", ""))
 
 
 def machine_info() -> list[str]:
@@ -675,7 +688,8 @@ def main() -> int:
                      f"{calls_per_request:.0f} / {stats['max_in_flight']}", "", ""))
         # -- 6 (needs the connector still running): what the recorded workload costs
         if not args.skip_cost:
-            measure_cost(session, connector_url, timestream, args.latency_delay_ms, project, rows, notes)
+            measure_cost(session, connector_url, timestream, args.latency_delay_ms, connector, rows, notes,
+                         project)
         connector.stop()
 
         # -- 4: cold start

@@ -155,7 +155,6 @@ class _DestinationGroups:
                     group.shared = group.shared.intersection(dimensions)
                 groups[series] = group
 
-
     def _regroup(self) -> None:
         """Forget every series' group (what makes a group has changed)."""
         self.groups.clear()
@@ -203,8 +202,8 @@ class CallPlanner:
 
     @staticmethod
     def _by_group(state: _DestinationGroups, records: list[Record]) -> dict[_Group, list[Record]] | None:
-        """Records by group, in request order within each; None if a series has no group yet
-        (or one from before the last change of what makes a group)."""
+        """Records by group, in request order within each; None if a series has no group (new,
+        or the groups were forgotten since)."""
         found = list(map(state.groups.get, [record[0] for record in records]))
         if None in found:
             return None
@@ -269,8 +268,6 @@ def _end_under_boundary(records: list[Record], start: int, end: int, earliest: i
         cut -= 1
         size -= sizes[cut - start] - shared_bytes
     return cut if size <= target else end
-
-
 
 
 def _pack(leftovers: list[_Leftover]) -> list[_Leftover]:

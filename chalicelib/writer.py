@@ -17,13 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from chalicelib.batching import MAX_RECORDS_PER_CALL, CallPlanner
+from chalicelib.batching import MAX_RECORDS_PER_CALL as MAX_RECORDS_PER_CALL  # still importable from here
+from chalicelib.batching import CallPlanner
 from chalicelib.destinations import Destination
 from chalicelib.errors import REJECTED_RECORDS, ConnectorError, ServiceUnavailable, TimestreamError, classify
 from chalicelib.outcome import Outcome
 from chalicelib.records import Record, RecordBatch
-
-__all__ = ["MAX_RECORDS_PER_CALL", "Failure", "Sender", "WriteResult", "Writer"]
 
 _BACKOFF_BASE_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 2.0

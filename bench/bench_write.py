@@ -1,6 +1,6 @@
 """`make bench`: what the /write path costs, next to Prometheus's own remote-write receiver.
 
-One run, one machine, five measurements:
+One run, one machine, six measurements:
 
 1. CPU per sample of the whole /write path over HTTP: `chalice local` (one process, no
    autoreload) writing to a fast Timestream stand-in (bench/standin.py, another process). CPU
@@ -14,6 +14,9 @@ One run, one machine, five measurements:
    Lambda runtime does (`app(event, context)`, API Gateway proxy event), from spawn to response.
 5. Peak memory (VmHWM) of a fresh process handling one request of just under 32 MiB
    decompressed, invoked the same way.
+6. Cost: requests recorded from a real Prometheus (bench/workload/, bench/cost.py) sent in two
+   orders; the write units Timestream bills for the bodies the connector sends, against a floor
+   and the layouts it is compared with, and dollars per million samples.
 
 Requests: 2000 node-exporter-like series each, 8 labels, one sample, full-precision values and
 current timestamps, all built and snappy-compressed before anything is timed (bench/workload.py).
@@ -46,6 +49,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+import cost  # noqa: E402
 import workload  # noqa: E402
 
 PYTHON = sys.executable
@@ -71,6 +75,8 @@ HEADERS = {
 TARGET_LATENCY_MS = 150.0
 TARGET_COLD_START_MS = 500.0
 TARGET_PEAK_MIB = 256.0
+# The recorded workload is sent this many more times at full speed, for CPU per sample on it.
+COST_CPU_PASSES = 3
 
 
 class BenchError(Exception):
@@ -344,6 +350,85 @@ def run_probe(argv: list[str], project: Path, env: dict[str, str], what: str, ti
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def lambda_memory_mb(project: Path) -> int:
+    """The deployed function's memory (the prod stage of .chalice/config.json; Chalice's default
+    is 128 MB)."""
+    try:
+        config = json.loads((project / ".chalice" / "config.json").read_text())
+    except (OSError, ValueError):
+        return 128
+    stage = config.get("stages", {}).get("prod", {})
+    return int(stage.get("lambda_memory_size", config.get("lambda_memory_size", 128)))
+
+
+def measure_cost(session: requests.Session, url: str, timestream: StandInClient, delay_ms: float,
+                 connector: Server, rows: list[tuple[str, str, str, str]], notes: list[str],
+                 project: Path) -> None:
+    """Send the recorded workload in both orders; the stand-in meters the bodies it receives.
+
+    Timestream calls take `delay_ms` each, so the wall time per request stands for the Lambda
+    duration that is billed. Then the same requests again at full speed, for the connector's CPU
+    per sample on real traffic."""
+    bodies = cost.read_bodies()
+    memory_mb = lambda_memory_mb(project)
+    results = {}
+    cpu = {}
+    for order, ordered in cost.orders(bodies).items():
+        expected = cost.account(ordered)
+        timestream.reset()
+        timestream.delay(delay_ms)
+        walls = [post(session, url, body, f"cost, {order}") for body in ordered]
+        timestream.delay(0)
+        stats = timestream.expect(expected.samples, expected.value_sum, f"cost, {order}")
+        results[order] = (expected, stats, statistics.median(walls))
+        passes = []
+        for _ in range(COST_CPU_PASSES):
+            timestream.reset()
+            passes.append(measure_pass(connector, url, session, ordered, expected.samples, f"cost, {order}"))
+            timestream.expect(expected.samples, expected.value_sum, f"cost, {order}, CPU pass")
+        cpu[order] = summary(passes)
+        if project == ROOT and stats["units"] != expected.billed:
+            notes.append(f"cost, {order}: the stand-in metered {stats['units']} units, this checkout's "
+                         f"batching predicts {expected.billed} (calls formed with what the connector learnt "
+                         "before)")
+    orders = " / ".join(results)
+    first = next(iter(results.values()))[0]
+    per_request = first.samples / first.requests
+    rows.append((f"6. cost of the recorded workload: {first.requests} requests of Prometheus 2.42 (node "
+                 f"exporter and itself), {first.samples} samples, {per_request:.0f} per request", "", "", ""))
+    for order, (expected, stats, _) in results.items():
+        ratio = stats["units"] / expected.floor
+        rows.append((f"   write units per 1000 samples, {order}: billed / floor / ratio",
+                     f"{expected.per_thousand(stats['units']):.1f} ({stats['calls']} calls) / "
+                     f"{expected.per_thousand(expected.floor):.1f} / {ratio:.2f}",
+                     "ratio <= 1.3", verdict(ratio <= 1.3)))
+    layouts = (("request order, 100 records a call (before grouping)", "request_order"),
+               ("without CommonAttributes (the older Go connector)", "without_common"))
+    for label, field_name in layouts:
+        values = [f"{done.per_thousand(getattr(done, field_name)):.1f} ({done.ratio_of(field_name):.2f})"
+                  for done, _, _ in results.values()]
+        rows.append((f"   {label}, {orders} (ratio to floor)", " / ".join(values), "", ""))
+    rows.append((f"   $ per million samples, {orders} (us-east-1, prices of {cost.PRICES_READ})", "", "", ""))
+    notes.append(f"cost: Lambda of {memory_mb} MB (.chalice/config.json, prod), billed for the median wall "
+                 f"time of a request of the recorded workload with {delay_ms:.0f} ms per Timestream call; "
+                 "API Gateway REST API; prices in bench/cost.py")
+    split = {order: cost.dollars_per_million_samples(stats["units"] / expected.samples,
+                                                     expected.samples / expected.requests, wall, memory_mb)
+             for order, (expected, stats, wall) in results.items()}
+    for part in next(iter(split.values())):
+        rows.append((f"     {part}", " / ".join(f"${each[part]:.4f}" for each in split.values()), "", ""))
+    rows.append(("     total", " / ".join(f"${sum(each.values()):.4f}" for each in split.values()), "", ""))
+    for label, field_name in layouts:
+        values = [cost.dollars_per_million_samples(getattr(done, field_name) / done.samples, 1, 0, 0)
+                  for done, _, _ in results.values()]
+        rows.append((f"     Timestream writes, {label.split(' (')[0]}",
+                     " / ".join(f"${dollars['Timestream writes']:.4f}" for dollars in values), "", ""))
+    walls = " / ".join(f"{wall * 1000:.0f} ms" for _, _, wall in results.values())
+    rows.append(("     Lambda billed time per request (median wall)", walls, "", ""))
+    label = f"   connector CPU per sample on them ({COST_CPU_PASSES} passes at full speed), {orders}"
+    rows.append((label, " / ".join(f"{each['us_per_sample']:.1f} us" for each in cpu.values()), "", ""))
+
+
 def machine_info() -> list[str]:
     model = "unknown"
     with open("/proc/cpuinfo") as handle:
@@ -393,6 +478,7 @@ def main() -> int:
     parser.add_argument("--cold-runs", type=int, default=5)
     parser.add_argument("--skip-prometheus", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-cost", action="store_true", help="leave out the recorded workload's cost")
     parser.add_argument("--project", type=Path, default=ROOT,
                         help="the Chalice project to benchmark (default: this repository), e.g. a "
                              "`git worktree` of an older commit for a before/after comparison")
@@ -600,6 +686,10 @@ def main() -> int:
                      f"<= {TARGET_LATENCY_MS:.0f} ms", verdict(latency <= TARGET_LATENCY_MS)))
         rows.append(("   WriteRecords calls per request / most in flight at once",
                      f"{calls_per_request:.0f} / {stats['max_in_flight']}", "", ""))
+        # -- 6 (needs the connector still running): what the recorded workload costs
+        if not args.skip_cost:
+            measure_cost(session, connector_url, timestream, args.latency_delay_ms, connector, rows, notes,
+                         project)
         connector.stop()
 
         # -- 4: cold start

@@ -9,6 +9,8 @@ that every sample arrived:
 - calls, records (`len(Records)`, so `CommonAttributes` are fine), the sum of all measure
   values (a cheap check that values arrived unchanged), the largest call and the most calls in
   flight at once;
+- write units, metered from each body as Timestream bills them (`billed_units`, written from
+  the JSON alone, apart from the connector's own metering);
 - errors: anything that is not a signed `WriteRecords` call to the expected table with
   1-100 records. Those get a 400 `ValidationException`, as Timestream would answer.
 
@@ -36,6 +38,24 @@ MAX_RECORDS_PER_CALL = 100
 MAX_ERRORS_KEPT = 5
 
 
+def _attribute_bytes(attributes: dict) -> int:
+    """Metered bytes of a record's (or CommonAttributes') dimensions and measure name."""
+    size = len(attributes.get("MeasureName", "").encode())
+    for dimension in attributes.get("Dimensions", []):
+        size += len(dimension["Name"].encode()) + len(dimension["Value"].encode())
+    return size
+
+
+def billed_units(payload: dict) -> int:
+    """Write units of one WriteRecords call: per record its time (8 bytes), DOUBLE value (8),
+    dimension names and values and measure name (UTF-8 bytes); CommonAttributes once; the call
+    rounded up to whole KiB."""
+    size = _attribute_bytes(payload.get("CommonAttributes") or {})
+    for record in payload["Records"]:
+        size += 8 + 8 + _attribute_bytes(record)
+    return -(-size // 1024)
+
+
 class Counters:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -46,6 +66,7 @@ class Counters:
         self.calls = 0
         self.records = 0
         self.value_sum = 0.0
+        self.units = 0
         self.max_records_per_call = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -57,6 +78,7 @@ class Counters:
             "calls": self.calls,
             "records": self.records,
             "value_sum": self.value_sum,
+            "units": self.units,
             "max_records_per_call": self.max_records_per_call,
             "max_in_flight": self.max_in_flight,
             "errors": self.errors,
@@ -77,16 +99,21 @@ class StandIn(ThreadingHTTPServer):
         self.access_key_id = access_key_id
 
 
-class Handler(BaseHTTPRequestHandler):
+class QuietKeepAliveHandler(BaseHTTPRequestHandler):
+    """A handler that keeps connections alive, answers without delay and logs nothing."""
+
     # Keep-alive, as Timestream's endpoint does: botocore pools connections.
     protocol_version = "HTTP/1.1"
     # The status line and headers go out in one send and the body in another: with Nagle's
     # algorithm on, the body waits for the client's delayed ACK, adding ~40 ms to every call.
     disable_nagle_algorithm = True
-    server: StandIn
 
     def log_message(self, format, *args) -> None:  # noqa: A002 - signature from the base class
         pass
+
+
+class Handler(QuietKeepAliveHandler):
+    server: StandIn
 
     def _send(self, status: int, payload: dict, content_type: str = "application/x-amz-json-1.0") -> None:
         body = json.dumps(payload).encode()
@@ -123,8 +150,9 @@ class Handler(BaseHTTPRequestHandler):
             error = None
             count = 0
             value_sum = 0.0
+            units = 0
             try:
-                count, value_sum = self._check(body)
+                count, value_sum, units = self._check(body)
             except ValueError as problem:
                 error = str(problem)
             if delay:
@@ -137,6 +165,7 @@ class Handler(BaseHTTPRequestHandler):
                 if error is None:
                     counters.records += count
                     counters.value_sum += value_sum
+                    counters.units += units
                     counters.max_records_per_call = max(counters.max_records_per_call, count)
                 else:
                     counters.errors += 1
@@ -152,7 +181,7 @@ class Handler(BaseHTTPRequestHandler):
             with counters.lock:
                 counters.in_flight -= 1
 
-    def _check(self, body: bytes) -> tuple[int, float]:
+    def _check(self, body: bytes) -> tuple[int, float, int]:
         target = self.headers.get("X-Amz-Target")
         if target != WRITE_RECORDS_TARGET:
             raise ValueError(f"unexpected X-Amz-Target {target!r}")
@@ -180,7 +209,11 @@ class Handler(BaseHTTPRequestHandler):
             value_sum = math.fsum(float(record.get("MeasureValue", common_value)) for record in records)
         except (TypeError, ValueError):
             raise ValueError("a record has no numeric MeasureValue") from None
-        return len(records), value_sum
+        try:
+            units = billed_units(payload)
+        except (AttributeError, KeyError, TypeError):
+            raise ValueError("a record or CommonAttributes is malformed") from None
+        return len(records), value_sum, units
 
     def _control(self, path: str, query: dict) -> None:
         counters = self.server.counters

@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from chalicelib.batching import MAX_RECORDS_PER_CALL as MAX_RECORDS_PER_CALL  # still importable from here
+from chalicelib.batching import CallPlanner
 from chalicelib.destinations import Destination
 from chalicelib.errors import (
     REJECTED_RECORDS,
@@ -28,8 +30,6 @@ from chalicelib.errors import (
 )
 from chalicelib.outcome import Outcome
 from chalicelib.records import Record, RecordBatch
-
-MAX_RECORDS_PER_CALL = 100
 
 _BACKOFF_BASE_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 2.0
@@ -180,14 +180,16 @@ class Writer:
         self._attempt_seconds = attempt_seconds
         self._clock = clock
         self._sleep = sleep
+        # Which records share a call decides what Timestream bills (see batching).
+        self._planner = CallPlanner()
 
     def write(self, sender: Sender, batch: RecordBatch) -> WriteResult:
         result = WriteResult.of(batch)
         deadline = self._clock() + self._budget
         calls = [
-            (destination, records[start:start + MAX_RECORDS_PER_CALL])
+            (destination, call)
             for destination, records in batch.records.items()
-            for start in range(0, len(records), MAX_RECORDS_PER_CALL)
+            for call in self._planner.calls(destination, records)
         ]
         result.calls = len(calls)
         if len(calls) == 1:

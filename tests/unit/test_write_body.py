@@ -21,7 +21,8 @@ def merged(call: dict) -> list[dict]:
     for record in call["Records"]:
         full = {**{k: v for k, v in common.items() if k != "Dimensions"}, **record}
         dims = common.get("Dimensions", []) + record.get("Dimensions", [])
-        full["Dimensions"] = {d["Name"]: (d["Value"], d.get("DimensionValueType")) for d in dims}
+        # VARCHAR is the only dimension type, and what Timestream assumes when none is given.
+        full["Dimensions"] = {d["Name"]: (d["Value"], d.get("DimensionValueType", "VARCHAR")) for d in dims}
         assert len(full["Dimensions"]) == len(dims), "a dimension appears twice"
         out.append(full)
     return out
@@ -109,3 +110,25 @@ def test_a_series_keeps_its_rendered_prefix_only_from_its_second_call_on():
     second = write_records_body(*DEST, records)
     assert all(record[0].rendered[0] is not None for record in records)
     assert write_records_body(*DEST, records) == second == first
+
+
+def test_a_measure_name_every_record_has_goes_to_common_attributes_once():
+    timeseries = [make_series([("__name__", "node_cpu_seconds_total"), ("cpu", str(i)), ("job", "node")],
+                              [(1.0, NOW), (2.0, NOW + 1)]) for i in range(3)]
+    records = build_records(label_bytes_view(timeseries), SETTINGS, NOW + 10).records[DEST]
+    body = json.loads(write_records_body(*DEST, records))
+    assert body["CommonAttributes"]["MeasureName"] == "node_cpu_seconds_total"
+    assert all("MeasureName" not in record for record in body["Records"])
+    assert merged(body) == merged(write_records_params(*DEST, records))
+    # One record of another metric: every record names its own again, from a fresh prefix.
+    other = build_records(label_bytes_view([make_series([("__name__", "up"), ("job", "node")], [(1.0, NOW)])]),
+                          SETTINGS, NOW).records[DEST]
+    body = json.loads(write_records_body(*DEST, records + other))
+    assert "MeasureName" not in body["CommonAttributes"]
+    assert merged(body) == merged(write_records_params(*DEST, records + other))
+
+
+def test_dimensions_carry_no_value_type_varchar_being_the_only_one_and_the_default():
+    records = build_records(label_bytes_view([make_series([("__name__", "m"), ("a", "1")], [(1.0, NOW)])]),
+                            SETTINGS, NOW).records[DEST]
+    assert b"DimensionValueType" not in write_records_body(*DEST, records)

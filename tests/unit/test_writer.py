@@ -70,7 +70,10 @@ def test_records_are_sent_in_calls_of_at_most_100_per_table(clock):
     recs = records(250)
     sender = ScriptedSender()
     result = make_writer(clock).write(sender, batch_of(metrics=recs))
-    assert [call[3] for call in sender.calls] == [recs[0:100], recs[100:200], recs[200:250]]
+    sent = [call[3] for call in sender.calls]
+    # Where calls end is batching's choice (see test_batching); one series keeps its order.
+    assert all(1 <= len(call) <= 100 for call in sent)
+    assert [record for call in sent for record in call] == recs
     assert (result.written, result.calls, result.status()) == (250, 3, 204)
     assert result.destinations == {"prometheus.metrics": 250}
 

@@ -28,8 +28,10 @@ from chalicelib.errors import (
     TimestreamError,
     classify,
 )
+from chalicelib.metering import write_units
 from chalicelib.outcome import Outcome
 from chalicelib.records import Record, RecordBatch
+from chalicelib.write_body import shared_attributes
 
 _BACKOFF_BASE_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 2.0
@@ -70,6 +72,7 @@ class WriteResult:
     retries: int = 0
     throttles: int = 0
     calls: int = 0
+    write_units: int = 0
     failures: list[Failure] = field(default_factory=list)
     destinations: Counter[str] = field(default_factory=Counter)
 
@@ -103,6 +106,7 @@ class WriteResult:
             "retries": self.retries,
             "throttles": self.throttles,
             "calls": self.calls,
+            "write_units": self.write_units,
             "destinations": dict(self.destinations),
         }
         if self.refused_examples:
@@ -158,6 +162,7 @@ class _CallOutcome:
     written: int = 0
     retries: int = 0
     throttles: int = 0
+    write_units: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     rejected_example: str = ""
     failure: Failure | None = None
@@ -203,6 +208,7 @@ class Writer:
             result.destinations[f"{destination[0]}.{destination[1]}"] += outcome.written
             result.retries += outcome.retries
             result.throttles += outcome.throttles
+            result.write_units += outcome.write_units
             result.rejected.update(outcome.rejected)
             result.rejected_example = result.rejected_example or outcome.rejected_example
             if outcome.failure is not None:
@@ -219,9 +225,12 @@ class Writer:
             try:
                 sender.write_records(destination[0], destination[1], records)
                 outcome.written = len(records)
+                outcome.write_units = _billed_units(records)
                 return outcome
             except Exception as error:  # classified below; anything unknown is re-raised
                 if isinstance(error, TimestreamError) and error.code == REJECTED_RECORDS:
+                    # Timestream wrote the call's other records: the call is metered.
+                    outcome.write_units = _billed_units(records)
                     return _account_rejections(outcome, error, len(records))
                 connector_error = classify(error, where)
                 if connector_error is None:
@@ -240,6 +249,12 @@ class Writer:
             self._sleep(backoff)
             attempt += 1
             outcome.retries += 1
+
+
+def _billed_units(records: list[Record]) -> int:
+    """What Timestream bills for this call, with the layout write_body sends it in."""
+    common, measure_name = shared_attributes(records)
+    return write_units(records, common, measure_name is not None)
 
 
 def _account_rejections(outcome: _CallOutcome, error: TimestreamError, total: int) -> _CallOutcome:

@@ -231,7 +231,7 @@ def test_the_outcome_carries_status_message_and_log_fields(clock):
     outcome = make_writer(clock).write(ScriptedSender(), batch).outcome()
     assert (outcome.status, outcome.message) == (204, "")
     assert outcome.log_fields == {"written": 2, "dropped": {"nan": 1}, "refused": {}, "rejected": {}, "retries": 0,
-                                  "throttles": 0, "calls": 1, "destinations": {"prometheus.metrics": 2}}
+                                  "throttles": 0, "calls": 1, "write_units": 1, "destinations": {"prometheus.metrics": 2}}
 
 
 class BarrierSender:

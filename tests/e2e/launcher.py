@@ -6,7 +6,8 @@ and a function-scoped one share the same code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .fault_proxy import FaultProxy
@@ -77,3 +78,18 @@ class Launcher:
 
     def basic_auth(self) -> dict[str, str]:
         return {"username": self.aws_key.access_key_id, "password": self.aws_key.secret_access_key}
+
+
+@contextmanager
+def local_stack(log_root: Path, aws_key: AccessKey, name: str) -> Iterator[Launcher]:
+    """A started local Timestream and a Launcher over it, in `log_root/name`; stops both."""
+    workdir = log_root / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    timestream = MotoTimestream(workdir, aws_key)
+    launcher = Launcher(workdir, timestream, aws_key)
+    try:
+        timestream.start()
+        yield launcher
+    finally:
+        launcher.close()
+        timestream.stop()

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from .launcher import Launcher
+from .launcher import Launcher, local_stack
 from .procs import wait_until
 from .senders import FAST_QUEUE
 from .stack import AccessKey
-from .test_e2e_remote_read import EmulatedTimestream
 
 DATABASE = "e2e_rules"
 TABLE = "recorded"
@@ -32,16 +31,8 @@ OWNED_DIMENSION = ("__prometheus_timestream_series__", "name_only")
 
 @pytest.fixture(scope="module")
 def stack(log_root: Path, aws_key: AccessKey) -> Iterator[Launcher]:
-    workdir = log_root / "test_e2e_name_only"
-    workdir.mkdir(parents=True, exist_ok=True)
-    timestream = EmulatedTimestream(workdir)
-    launcher = Launcher(workdir, timestream, aws_key)
-    try:
-        timestream.start()
+    with local_stack(log_root, aws_key, "test_e2e_name_only") as launcher:
         yield launcher
-    finally:
-        launcher.close()
-        timestream.stop()
 
 
 @pytest.fixture(scope="module")

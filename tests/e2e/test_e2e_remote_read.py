@@ -21,10 +21,10 @@ import pytest
 import requests
 
 from .checks import settled
-from .launcher import Launcher
+from .launcher import Launcher, local_stack
 from .procs import wait_until
 from .senders import FAST_QUEUE, ROUTING_LABELS, Prometheus, routing_relabel
-from .stack import AccessKey, Connector, MotoTimestream
+from .stack import AccessKey, Connector
 
 DATABASE = "e2e_read"
 TABLE = "prometheus_self"
@@ -59,16 +59,8 @@ def read_events(connector: Connector) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def stack(log_root: Path, aws_key: AccessKey) -> Iterator[Launcher]:
-    workdir = log_root / "test_e2e_remote_read"
-    workdir.mkdir(parents=True, exist_ok=True)
-    timestream = MotoTimestream(workdir, aws_key)
-    launcher = Launcher(workdir, timestream, aws_key)
-    try:
-        timestream.start()
+    with local_stack(log_root, aws_key, "test_e2e_remote_read") as launcher:
         yield launcher
-    finally:
-        launcher.close()
-        timestream.stop()
 
 
 @pytest.fixture(scope="module")

@@ -104,12 +104,13 @@ def report(results: dict[Path, dict[str, str]]) -> tuple[str, dict]:
     for path, statuses in results.items():
         counts = Counter(statuses.values())
         checked = {key: status for key, status in statuses.items() if status != "not checked"}
+        totals["not checked"] += len(statuses) - len(checked)
         if not checked:
             continue
         detected = sum(counts[s] for s in DETECTED)
         total = len(checked)
         other = total - detected - counts["survived"] - counts["no tests"]
-        totals.update(counts)
+        totals.update({status: n for status, n in counts.items() if status != "not checked"})
         totals["detected"] += detected
         totals["total"] += total
         summary[str(path)] = {
@@ -131,7 +132,8 @@ def report(results: dict[Path, dict[str, str]]) -> tuple[str, dict]:
 
     other_total = totals["total"] - totals["detected"] - totals["survived"] - totals["no tests"]
     summary["overall"] = {"killed": totals["detected"], "survived": totals["survived"],
-                          "no_tests": totals["no tests"], "other": other_total, "total": totals["total"]}
+                          "no_tests": totals["no tests"], "other": other_total, "total": totals["total"],
+                          "not_checked": totals["not checked"]}
     out = [
         "# Mutation testing report",
         "",
@@ -139,6 +141,11 @@ def report(results: dict[Path, dict[str, str]]) -> tuple[str, dict]:
         "Killed includes timeouts; *no tests* = no selected test calls the function (counted as not "
         "killed); *other* = suspicious, segfault or interrupted. Score = killed / total.",
         "",
+        *(
+            [f"{totals['not checked']} of {totals['not checked'] + totals['total']} mutants were not tested "
+             "(a sampled, per-module or interrupted run): the table counts only the tested ones.", ""]
+            if totals["not checked"] else []
+        ),
         "| module | killed | survived | no tests | other | total | score |",
         "|---|---:|---:|---:|---:|---:|---:|",
         *rows,

@@ -177,7 +177,9 @@ class RecordBatch:
 
     @property
     def record_count(self) -> int:
-        return sum(len(records) for records in self.records.values())
+        """Records of every kind: float samples, histograms, exemplars."""
+        kinds = (self.records, self.histograms, self.exemplars)
+        return sum(len(records) for kind in kinds for records in kind.values())
 
 
 def is_reserved(name: str) -> bool:

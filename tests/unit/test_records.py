@@ -209,7 +209,7 @@ def test_series_without_samples_produce_nothing():
 # Label names as Prometheus 3 allows them (any UTF-8) minus what Timestream refuses, and values
 # of any text (including empty).
 label_names = st.text(st.characters(codec="utf-8", exclude_characters=":"), min_size=1, max_size=15).filter(
-    lambda n: n not in ("__name__", r.NAME_ONLY_DIMENSION[0]) and not r.is_reserved(n)
+    lambda n: n not in ("__name__", r.NAME_ONLY_DIMENSION[0], *r.MEASURE_COLUMNS) and not r.is_reserved(n)
 )
 
 

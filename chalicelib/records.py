@@ -77,6 +77,7 @@ HISTOGRAM_TOO_LARGE = "histogram_too_large"
 EXEMPLAR_TOO_LARGE = "exemplar_too_large"
 EXEMPLAR_NOT_FINITE = "exemplar_value_not_finite"
 EXEMPLAR_NAME_TOO_LONG = "exemplar_measure_name_too_long"
+EXEMPLAR_DUPLICATE_LABEL = "exemplar_duplicate_label_name"
 # A stale histogram (sum = the stale NaN) is dropped like a stale float sample, and counted
 # apart so that the written counts can tell histograms from samples.
 DROP_STALE_HISTOGRAM = "stale_histogram"
@@ -566,6 +567,10 @@ def _exemplars(
             batch.refuse(EXEMPLAR_NOT_FINITE, 1, mapped, f" @{timestamp}")
             continue
         if not _in_window(batch, mapped, timestamp, window):
+            continue
+        if len({name for name, _ in labels}) != len(labels):
+            # Stored as a JSON object, which has one value per name: refused rather than cut.
+            batch.refuse(EXEMPLAR_DUPLICATE_LABEL, 1, mapped, f" @{timestamp}")
             continue
         measures, size = exemplar_measures(value, labels)
         if base + size > MAX_RECORD_BYTES:

@@ -252,3 +252,70 @@ def test_the_largest_histogram_that_fits_round_trips_and_the_next_is_refused(htt
         assert response.status_code == 204, response.body
         (series,) = read_series(http, t0, t0, "big")
         assert_bit_equal(series.histograms[0], histogram)
+
+
+# -- exemplars: random ones round-trip through SQL; the largest that fits and the first that does not --
+
+label_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=20)
+exemplar_labels = st.dictionaries(st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1,
+                                          max_size=12), label_text, max_size=3)
+
+
+def exemplar_rows(timestream, name, job):
+    return query(timestream, 'SELECT time, exemplar_value, exemplar_labels FROM "prometheus"."metrics" '
+                             f"WHERE measure_name = '{name}{EXEMPLAR_SUFFIX}' AND job = '{job}' ORDER BY time")
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sent=st.lists(st.tuples(finite, exemplar_labels), min_size=1, max_size=4),
+       version=st.sampled_from(["1.0", "2.0"]))
+def test_random_exemplars_round_trip_through_sql(http, timestream, sent, version):
+    t0 = now_ms() - 600_000
+    name = f"e{next(_names)}"
+    labels = [("__name__", name), ("job", "x")]
+    if version == "1.0":
+        exemplars = [pb.Exemplar(labels=[pb.Label(name=k, value=v) for k, v in pairs.items()], value=value,
+                                 timestamp=t0 + i) for i, (value, pairs) in enumerate(sent)]
+        body, headers = encode(v1_request(labels, exemplars=exemplars)), write_headers()
+    else:
+        builder = RequestV2()
+        series = builder.series(labels)
+        for i, (value, pairs) in enumerate(sent):
+            series.exemplars.add(labels_refs=builder.refs(pairs.items()), value=value, timestamp=t0 + i)
+        body, headers = builder.encode(), v2_headers()
+    response = post(http, body, headers)
+    assert response.status_code == 204, response.body
+    if version == "2.0":
+        assert response.headers["X-Prometheus-Remote-Write-Exemplars-Written"] == str(len(sent))
+    rows = exemplar_rows(timestream, name, "x")
+    # By bits, but for the sign of zero: the local Timestream's sqlite stores -0.0 as 0.
+    assert [(bits(float(row["exemplar_value"]) or 0.0), json.loads(row["exemplar_labels"])) for row in rows] == [
+        (bits(value or 0.0), pairs) for value, pairs in sent]
+    assert read_series(http, t0, t0 + 10, name) == []  # remote read never returns exemplars
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_the_largest_exemplar_that_fits_is_stored_and_the_next_is_refused(http, timestream, extra):
+    from chalicelib.config import Settings
+    from chalicelib.records import build_records_v2
+
+    settings = Settings(default_database="prometheus", default_table="metrics")
+    labels = [("__name__", "ex"), ("job", "y")]
+
+    def request(size: int) -> RequestV2:
+        builder = RequestV2()
+        series = builder.series(labels)
+        series.exemplars.add(labels_refs=builder.refs([("trace_id", "t" * size)]), value=1.0, timestamp=now_ms() - 1000)
+        return builder
+
+    size = 0
+    while not build_records_v2(request(size + 1).build(), settings, now_ms()).refused:
+        size += 1
+    response = post(http, request(size + extra).encode(), v2_headers())
+    if extra:
+        assert response.status_code == 400 and "exemplar_too_large=1" in response.body.decode()
+        assert response.headers["X-Prometheus-Remote-Write-Exemplars-Written"] == "0"
+    else:
+        assert response.status_code == 204, response.body
+        (row,) = exemplar_rows(timestream, "ex", "y")
+        assert json.loads(row["exemplar_labels"]) == {"trace_id": "t" * size}

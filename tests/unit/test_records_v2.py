@@ -208,3 +208,12 @@ def test_any_valid_request_maps_to_what_1_0_maps_it_to(specs, random):
     v1 = r.build_records(label_bytes_view([make_series(p, s) for p, s in series]), SETTINGS, NOW)
     assert as_dicts(v2) == as_dicts(v1)
     assert (v2.dropped, v2.refused) == (v1.dropped, v1.refused)
+
+
+def test_an_exemplar_with_a_repeated_label_name_is_refused_not_cut():
+    builder = RequestV2()
+    series = builder.series(UP, [(1.0, NOW)])
+    series.exemplars.add(labels_refs=builder.refs([("trace_id", "a"), ("trace_id", "b")]), value=1.0, timestamp=NOW)
+    batch = build_v2(builder.build())
+    assert batch.refused == {r.EXEMPLAR_DUPLICATE_LABEL: 1}
+    assert batch.exemplars[("prometheus", "metrics")] == []

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from chalicelib.records import MappedSeries, Record
+from chalicelib.records import MappedSeries, MultiRecord, Record
 
 WRITE_UNIT_BYTES = 1024
 TIME_BYTES = 8
@@ -97,3 +97,13 @@ def write_units(
 ) -> int:
     """Write units Timestream bills for one WriteRecords call (see call_bytes)."""
     return units(call_bytes(records, common, common_measure_name))
+
+
+def multi_write_units(records: Sequence[MultiRecord]) -> int:
+    """Write units of one call of MULTI measure records (histograms, exemplars): each record's
+    time, dimensions and measure name, and its measures' names and values (DOUBLE 8 bytes,
+    VARCHAR its UTF-8 length). These calls put nothing in CommonAttributes but the types."""
+    return units(sum(
+        series.record_base_bytes() - len(series.measure_name.encode()) + len(measure_name.encode()) + size
+        for series, measure_name, _, _, size in records
+    ))

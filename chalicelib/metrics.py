@@ -7,12 +7,13 @@ Layout (what dashboards and alarms rely on):
 - every document has the dimension `Function` (the Lambda function's name), so two stacks in
   one account and namespace stay apart;
 - one totals document per request, dimension set [Function]: for /write `SamplesWritten`,
-  `SamplesDropped`, `SamplesRefused`, `RecordsRejected`, `TimestreamCalls`,
-  `TimestreamRetries`, `TimestreamThrottles`, `TimestreamWriteUnits`, `RequestDuration`; for
+  `HistogramsWritten`, `ExemplarsWritten` (records stored), `SamplesDropped`, `SamplesRefused`,
+  `RecordsRejected`, `TimestreamCalls`, `TimestreamRetries`, `TimestreamThrottles`,
+  `TimestreamWriteUnits`, `RequestDuration`; for
   /read `ReadQueries`, `ReadSeries`, `ReadBytes`, `ReadDuration`;
-- one document per reason a sample was dropped, refused or rejected, dimension set
-  [Function, Reason], carrying that reason's count under the same metric name as the total.
-  A document holds one value per name, so reasons cannot share one; a request has few.
+- one document per reason a sample (histogram, exemplar) was dropped, refused or rejected,
+  dimension set [Function, Reason], carrying that reason's count under the same metric name as
+  the total. A document holds one value per name, so reasons cannot share one; a request has few.
 CloudWatch takes at most 100 metrics and 30 dimensions per directive: far above these.
 """
 
@@ -28,6 +29,8 @@ BYTES = "Bytes"
 # Request log field -> (metric name, unit), per route.
 _WRITE_TOTALS = (
     ("written", "SamplesWritten", COUNT),
+    ("histograms_written", "HistogramsWritten", COUNT),
+    ("exemplars_written", "ExemplarsWritten", COUNT),
     ("calls", "TimestreamCalls", COUNT),
     ("retries", "TimestreamRetries", COUNT),
     ("throttles", "TimestreamThrottles", COUNT),

@@ -2,9 +2,12 @@
 
 Rows of a `SELECT *` are grouped into prompb TimeSeries: `measure_name` is `__name__`, every
 other column except time, measure_value::* and the dimension the connector adds to series that
-have no label besides their name (records.NAME_ONLY_DIMENSION) is a label (left out when NULL or
-empty), and `measure_value::double` is the sample's value. Labels come out sorted by name,
-series by labels, samples by time, as Prometheus expects.
+have no label besides their name (records.NAME_ONLY_DIMENSION) and the MULTI measures the
+connector writes (histograms.MEASURE_COLUMNS) is a label (left out when NULL or empty), and
+`measure_value::double` is the sample's value. A row with `histogram_proto` is a native
+histogram sample, decoded back into `TimeSeries.histograms`; exemplar rows (neither value) are
+skipped, as remote read has no place for exemplars. Labels come out sorted by name, series by
+labels, samples and histograms by time, as Prometheus expects.
 
 The answer is capped (ResponseBudget) below Lambda's response limit: an upper bound of the
 encoded protobuf size is counted as rows arrive, so an oversized answer fails early with 413 and
@@ -18,14 +21,17 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from chalicelib.errors import ConnectorError, PayloadTooLarge
+from chalicelib.histograms import HISTOGRAM_PROTO, MEASURE_COLUMNS, decode_histogram
 from chalicelib.matchers import METRIC_NAME_LABEL
 from chalicelib.prompb import prometheus_remote_pb2 as pb
 from chalicelib.query_sql import MEASURE_NAME_COLUMN, MEASURE_VALUE_PREFIX, TIME_COLUMN, VALUE_COLUMN
 from chalicelib.records import NAME_ONLY_DIMENSION
 
 # Columns that are never labels: Timestream's own, and the one the connector owns.
-_NOT_LABELS = (TIME_COLUMN, MEASURE_NAME_COLUMN, NAME_ONLY_DIMENSION[0])
+_NOT_LABELS = frozenset({TIME_COLUMN, MEASURE_NAME_COLUMN, NAME_ONLY_DIMENSION[0], *MEASURE_COLUMNS})
 
 # A series' labels, sorted: the key rows are grouped by.
 _Key = tuple[tuple[str, str], ...]
@@ -135,6 +141,7 @@ def series_from_pages(
     are skipped. `budget` is charged as series and samples appear, so an oversized answer stops
     before reading every page."""
     series: dict[_Key, list[tuple[int, float]]] = {}
+    histograms: dict[_Key, list[tuple[int, str]]] = {}
     echo_names = {name for name, _ in echo}
     for page in pages:
         names = column_names(page)
@@ -144,6 +151,7 @@ def series_from_pages(
         except ValueError:
             raise ConnectorError("Timestream answer lacks the time or measure_name column") from None
         value_index = names.index(VALUE_COLUMN) if VALUE_COLUMN in names else -1
+        histogram_index = names.index(HISTOGRAM_PROTO) if HISTOGRAM_PROTO in names else -1
         label_indexes = [
             (i, name) for i, name in enumerate(names) if _is_label_column(name) and name not in echo_names
         ]
@@ -152,9 +160,14 @@ def series_from_pages(
         for row in page.get("Rows", []):
             data = row.get("Data", [])
             raw_value = scalar(data, value_index) if value_index >= 0 else None
+            blob = None
+            if raw_value is None:
+                blob = scalar(data, histogram_index) if histogram_index >= 0 else None
+                if blob is None:
+                    continue
             metric = scalar(data, name_index)
             stamp = scalar(data, time_index)
-            if raw_value is None or not metric or stamp is None:
+            if not metric or stamp is None:
                 continue
             raw = (metric, *(scalar(data, i) for i, _ in label_indexes))
             key = keys.get(raw)
@@ -170,6 +183,12 @@ def series_from_pages(
                 if budget is not None:
                     budget.charge(_SERIES_OVERHEAD + sum(_label_size(n, v) for n, v in key))
             timestamp = parse_timestamp_ms(stamp)
+            if blob is not None:
+                if budget is not None:
+                    # The decoded message is at most 3/4 of its base64; tag, length, timestamp.
+                    budget.charge(_field_size(len(blob) * 3 // 4 + 11))
+                histograms.setdefault(key, []).append((timestamp, blob))
+                continue
             if budget is not None:
                 budget.charge(_sample_size(timestamp))
             try:
@@ -184,5 +203,10 @@ def series_from_pages(
             pb.Sample(timestamp=timestamp, value=value)
             for timestamp, value in sorted(series[key], key=lambda sample: sample[0])
         )
+        for timestamp, blob in sorted(histograms.get(key, ()), key=lambda entry: entry[0]):
+            try:
+                decode_histogram(blob, timestamp, timeseries.histograms.add())
+            except (ValueError, DecodeError):
+                raise ConnectorError(f"unexpected histogram value from Timestream: {blob[:64]!r}") from None
         result.append(timeseries)
     return result

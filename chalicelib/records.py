@@ -24,7 +24,16 @@ from google.protobuf.message import DecodeError
 from chalicelib.config import Settings
 from chalicelib.destinations import Destination, Labels, is_valid_destination, route
 from chalicelib.errors import BadRequest
+from chalicelib.histograms import (
+    EXEMPLAR_SUFFIX,
+    MEASURE_COLUMNS,
+    exemplar_measures,
+    histogram_measures,
+    is_stale,
+)
+from chalicelib.prompb.prometheus_remote_pb2 import Exemplar as ExemplarV1
 from chalicelib.prompb.prometheus_remote_pb2 import Label
+from chalicelib.prompb.remote_write_v2_pb2 import Histogram
 
 METRIC_NAME_LABEL = "__name__"
 
@@ -64,8 +73,15 @@ TOO_MANY_LABELS = "too_many_labels"
 COLON_IN_LABEL_NAME = "label_name_has_colon"
 CONNECTOR_LABEL = "label_reserved_by_connector"
 RECORD_TOO_LARGE = "record_too_large"
-NATIVE_HISTOGRAM = "native_histogram_unsupported"
-EXEMPLAR = "exemplar_unsupported"
+HISTOGRAM_TOO_LARGE = "histogram_too_large"
+EXEMPLAR_TOO_LARGE = "exemplar_too_large"
+EXEMPLAR_NOT_FINITE = "exemplar_value_not_finite"
+EXEMPLAR_NAME_TOO_LONG = "exemplar_measure_name_too_long"
+EXEMPLAR_DUPLICATE_LABEL = "exemplar_duplicate_label_name"
+# A stale histogram (sum = the stale NaN) is dropped like a stale float sample, and counted
+# apart so that the written counts can tell histograms from samples.
+DROP_STALE_HISTOGRAM = "stale_histogram"
+HISTOGRAM_DROPS = frozenset({DROP_STALE_HISTOGRAM})
 TOO_FAR_IN_FUTURE = "timestamp_too_far_in_future"
 OLDER_THAN_RETENTION = "timestamp_older_than_retention"
 
@@ -92,6 +108,16 @@ class MappedSeries:
     rendered: tuple[frozenset[tuple[str, str]] | None, str] | None = field(default=None, repr=False)
     # For a refused series only: how it reads in messages and logs, with what would fix it.
     example: str = field(default="", repr=False)
+    # Bytes of a record of this series before its measures (time, measure name, dimensions);
+    # -1 until a histogram or exemplar of it needs it.
+    base_bytes: int = field(default=-1, repr=False)
+
+    def record_base_bytes(self) -> int:
+        if self.base_bytes < 0:
+            self.base_bytes = 8 + len(self.measure_name.encode()) + sum(
+                len(name.encode()) + len(value.encode()) for name, value in self.dimensions
+            )
+        return self.base_bytes
 
     def describe(self) -> str:
         """The series as `name{labels}` (truncated) for messages: never routing labels' secrets
@@ -102,6 +128,10 @@ class MappedSeries:
 # One record per sample: (series, value as text, time in ms as text). Plain tuples keep the
 # per-sample cost to one allocation; writer bodies are built from these.
 Record = tuple[MappedSeries, str, str]
+# A MULTI measure record (histogram or exemplar): (series, measure name, MeasureValues JSON,
+# time in ms as text, bytes its measures count towards the record size and the bill).
+MultiRecord = tuple[MappedSeries, str, str, str, int]
+MULTI_RECORD_FIELDS = 5
 
 
 # Refused series named per reason in the answer and the log: enough to find the culprit, few
@@ -131,6 +161,9 @@ class RecordBatch:
     """Everything one request turns into: records per destination and what was left out."""
 
     records: dict[Destination, list[Record]] = field(default_factory=dict)
+    # Histogram and exemplar records, apart: they go in calls of their own (MULTI measures).
+    histograms: dict[Destination, list[MultiRecord]] = field(default_factory=dict)
+    exemplars: dict[Destination, list[MultiRecord]] = field(default_factory=dict)
     # samples left out, by reason
     dropped: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
@@ -145,7 +178,9 @@ class RecordBatch:
 
     @property
     def record_count(self) -> int:
-        return sum(len(records) for records in self.records.values())
+        """Records of every kind: float samples, histograms, exemplars."""
+        kinds = (self.records, self.histograms, self.exemplars)
+        return sum(len(records) for kind in kinds for records in kind.values())
 
 
 def is_reserved(name: str) -> bool:
@@ -185,7 +220,7 @@ def check_labels(labels: Labels) -> tuple[str | None, str, tuple[tuple[str, str]
             return RESERVED_LABEL, "", ()
         if FORBIDDEN_IN_DIMENSION_NAME in name:
             return COLON_IN_LABEL_NAME, "", ()
-        if name == NAME_ONLY_DIMENSION[0]:
+        if name == NAME_ONLY_DIMENSION[0] or name in MEASURE_COLUMNS:
             return CONNECTOR_LABEL, "", ()
         size += name_bytes + value_bytes
         dimensions.append((name, value))
@@ -366,7 +401,9 @@ def build_records(
 ) -> RecordBatch:
     """Turn 1.0 TimeSeriesLabelBytes (labels as serialised bytes, see codec) into records."""
     resolve = (cache or SeriesCache(settings)).resolver_v1()
-    return _build(timeseries, resolve, settings, now_ms, check_exemplars=None)
+    return _build(
+        timeseries, resolve, settings, now_ms, histogram_of=Histogram.FromString, exemplar_of=_exemplar_v1
+    )
 
 
 def build_records_v2(
@@ -378,7 +415,28 @@ def build_records_v2(
     record is written, since the other references of such a request cannot be trusted either."""
     symbols = request_symbols(request)
     resolve = (cache or SeriesCache(settings)).resolver_v2(symbols)
-    return _build(request.timeseries, resolve, settings, now_ms, check_exemplars=check_exemplar_refs(symbols))
+    check = check_exemplar_refs(symbols)
+
+    def exemplar_of(exemplar: Any) -> tuple[float, int, list[tuple[str, str]]]:
+        refs = exemplar.labels_refs
+        return exemplar.value, exemplar.timestamp, [
+            (symbols[refs[i]], symbols[refs[i + 1]]) for i in range(0, len(refs), 2)
+        ]
+
+    return _build(request.timeseries, resolve, settings, now_ms, histogram_of=_same,
+                  exemplar_of=exemplar_of, check_exemplars=check)
+
+
+def _same(histogram: Any) -> Any:
+    return histogram
+
+
+def _exemplar_v1(raw: bytes) -> tuple[float, int, list[tuple[str, str]]]:
+    try:
+        exemplar = ExemplarV1.FromString(raw)
+    except DecodeError:
+        raise BadRequest("body is not a valid protobuf WriteRequest: an exemplar does not parse") from None
+    return exemplar.value, exemplar.timestamp, [(label.name, label.value) for label in exemplar.labels]
 
 
 def _build(
@@ -387,16 +445,18 @@ def _build(
     settings: Settings,
     now_ms: int,
     *,
-    check_exemplars: Callable[[Any], None] | None,
+    histogram_of: Callable[[Any], Any],
+    exemplar_of: Callable[[Any], tuple[float, int, list[tuple[str, str]]]],
+    check_exemplars: Callable[[Any], None] | None = None,
 ) -> RecordBatch:
     """The records of either message's series; `mapped_of` finds a series' MappedSeries.
 
     This loop runs once per series and sample of every request, so it is written for the
     interpreter: locals instead of attribute lookups, one comparison chain for the value.
-    Histograms are counted here, per series, and refused: this connector does not store them.
-    So are exemplars when `check_exemplars` is given (2.0, whose answer must not be 2xx when
-    anything sent was not written), after it checked them. 1.0 exemplars are ignored as they
-    always were, which also keeps a field access per series out of the 1.0 loop.
+    Histograms and exemplars (rare next to float samples) are handed to `_histograms` and
+    `_exemplars`, which make their MULTI records; `histogram_of` turns a series' histogram
+    entry into a 2.0 Histogram message (1.0 sends them serialised), `exemplar_of` an exemplar
+    entry into (value, timestamp, labels); `check_exemplars` (2.0) checks their references.
     """
     batch = RecordBatch()
     records = batch.records
@@ -409,15 +469,16 @@ def _build(
         else -(2**63)
     )
     destination = append = None
+    window = (earliest_ms, latest_ms)
     for series in timeseries:
         mapped = mapped_of(series)
         if series.histograms:
-            refuse(NATIVE_HISTOGRAM, len(series.histograms), mapped)
-        if check_exemplars is not None:
-            series_exemplars = series.exemplars
-            if series_exemplars:
+            _histograms(batch, mapped, series.histograms, histogram_of, window)
+        series_exemplars = series.exemplars
+        if series_exemplars:
+            if check_exemplars is not None:
                 check_exemplars(series_exemplars)
-                refuse(EXEMPLAR, len(series_exemplars), mapped)
+            _exemplars(batch, mapped, series_exemplars, exemplar_of, window)
         samples = series.samples
         if not samples:
             continue
@@ -440,3 +501,79 @@ def _build(
             else:
                 refuse(OLDER_THAN_RETENTION, 1, mapped, f" @{timestamp}")
     return batch
+
+
+def _in_window(batch: RecordBatch, mapped: MappedSeries, timestamp: int, window: tuple[int, int]) -> bool:
+    """Whether `timestamp` may be written; refuses (and counts) it otherwise."""
+    if timestamp > window[1]:
+        batch.refuse(TOO_FAR_IN_FUTURE, 1, mapped, f" @{timestamp}")
+        return False
+    if timestamp < window[0]:
+        batch.refuse(OLDER_THAN_RETENTION, 1, mapped, f" @{timestamp}")
+        return False
+    return True
+
+
+def _histograms(
+    batch: RecordBatch, mapped: MappedSeries, entries: Any, histogram_of: Callable[[Any], Any],
+    window: tuple[int, int],
+) -> None:
+    """One MULTI record per histogram sample of a series (see histograms.py); a histogram whose
+    record would pass Timestream's limits is refused whole, never truncated."""
+    if mapped.refusal is not None:
+        batch.refuse(mapped.refusal, len(entries), mapped)
+        return
+    records = batch.histograms.setdefault(mapped.destination, [])  # type: ignore[arg-type]
+    base = mapped.record_base_bytes()
+    for entry in entries:
+        try:
+            histogram = histogram_of(entry)
+        except DecodeError:
+            raise BadRequest("body is not a valid protobuf message: a histogram does not parse") from None
+        timestamp = histogram.timestamp
+        if is_stale(histogram):
+            batch.dropped[DROP_STALE_HISTOGRAM] += 1
+            continue
+        if not _in_window(batch, mapped, timestamp, window):
+            continue
+        if histogram is entry:  # a 2.0 message, part of the request: do not change it
+            histogram = Histogram()
+            histogram.CopyFrom(entry)
+        measures, size = histogram_measures(histogram)
+        if not measures or base + size > MAX_RECORD_BYTES:
+            batch.refuse(HISTOGRAM_TOO_LARGE, 1, mapped, f" @{timestamp}: {base + size} bytes")
+            continue
+        records.append((mapped, mapped.measure_name, measures, str(timestamp), size))
+
+
+def _exemplars(
+    batch: RecordBatch, mapped: MappedSeries, entries: Any,
+    exemplar_of: Callable[[Any], tuple[float, int, list[tuple[str, str]]]], window: tuple[int, int],
+) -> None:
+    """One MULTI record per exemplar, under the metric name + EXEMPLAR_SUFFIX."""
+    if mapped.refusal is not None:
+        batch.refuse(mapped.refusal, len(entries), mapped)
+        return
+    measure_name = mapped.measure_name + EXEMPLAR_SUFFIX
+    name_bytes = len(measure_name.encode())
+    records = batch.exemplars.setdefault(mapped.destination, [])  # type: ignore[arg-type]
+    base = mapped.record_base_bytes() + len(EXEMPLAR_SUFFIX)
+    for entry in entries:
+        value, timestamp, labels = exemplar_of(entry)
+        if name_bytes > MAX_MEASURE_NAME_BYTES:
+            batch.refuse(EXEMPLAR_NAME_TOO_LONG, 1, mapped)
+            continue
+        if not -_INF < value < _INF:
+            batch.refuse(EXEMPLAR_NOT_FINITE, 1, mapped, f" @{timestamp}")
+            continue
+        if not _in_window(batch, mapped, timestamp, window):
+            continue
+        if len({name for name, _ in labels}) != len(labels):
+            # Stored as a JSON object, which has one value per name: refused rather than cut.
+            batch.refuse(EXEMPLAR_DUPLICATE_LABEL, 1, mapped, f" @{timestamp}")
+            continue
+        measures, size = exemplar_measures(value, labels)
+        if base + size > MAX_RECORD_BYTES:
+            batch.refuse(EXEMPLAR_TOO_LARGE, 1, mapped, f" @{timestamp}: {base + size} bytes")
+            continue
+        records.append((mapped, measure_name, measures, str(timestamp), size))

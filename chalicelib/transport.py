@@ -40,8 +40,8 @@ from botocore.utils import get_environ_proxies
 
 from chalicelib import USER_AGENT_PRODUCT
 from chalicelib.errors import TimestreamUnreachable, parse_error_response
-from chalicelib.records import Record
-from chalicelib.write_body import write_records_body
+from chalicelib.records import MultiRecord, Record
+from chalicelib.write_body import write_any_records_body
 
 _TARGET_PREFIX = "Timestream_20181101."
 _CONTENT_TYPE = "application/x-amz-json-1.0"
@@ -235,8 +235,8 @@ class WriteRecordsSender:
         self._endpoints = endpoints
         self._http = http
 
-    def write_records(self, database: str, table: str, records: list[Record]) -> None:
-        body = write_records_body(database, table, records)
+    def write_records(self, database: str, table: str, records: list[Record] | list[MultiRecord]) -> None:
+        body = write_any_records_body(database, table, records)
         self._call(self._endpoints.get(self._discover), "WriteRecords", body)
 
     def _discover(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from json.encoder import encode_basestring as _json_string
 
-from chalicelib.records import MappedSeries, Record
+from chalicelib.records import MULTI_RECORD_FIELDS, MappedSeries, MultiRecord, Record
 
 # Marks a series rendered once, with nothing kept (see write_records_body).
 _SEEN_ONCE: tuple[None, str] = (None, "")
@@ -143,3 +143,29 @@ def write_records_body(database: str, table: str, records: list[Record]) -> byte
         f'"TimeUnit":"{_TIME_UNIT}"}},"Records":[{"".join(parts)}]}}'
     )
     return body.encode()
+
+
+def write_multi_records_body(database: str, table: str, records: list[MultiRecord]) -> bytes:
+    """The JSON body of one WriteRecords call of MULTI measure records (histograms or
+    exemplars, see histograms.py). Each record carries its own dimensions and measure name:
+    these calls are few, and a plain body keeps them simple to check."""
+    parts = []
+    for series, measure_name, measures, time, _ in records:
+        dimensions = ",".join(_dimension_json(name, value) for name, value in series.dimensions)
+        parts.append(
+            f'{{"Dimensions":[{dimensions}],"MeasureName":{_json_string(measure_name)},'
+            f'"MeasureValues":{measures},"Time":"{time}"}}'
+        )
+    body = (
+        f'{{"DatabaseName":{_json_string(database)},"TableName":{_json_string(table)},'
+        f'"CommonAttributes":{{"MeasureValueType":"MULTI","TimeUnit":"{_TIME_UNIT}"}},'
+        f'"Records":[{",".join(parts)}]}}'
+    )
+    return body.encode()
+
+
+def write_any_records_body(database: str, table: str, records: list[Record] | list[MultiRecord]) -> bytes:
+    """The body of a call of float records or of MULTI records (never both in one call)."""
+    if len(records[0]) == MULTI_RECORD_FIELDS:
+        return write_multi_records_body(database, table, records)  # type: ignore[arg-type]
+    return write_records_body(database, table, records)  # type: ignore[arg-type]

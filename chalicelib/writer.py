@@ -28,9 +28,9 @@ from chalicelib.errors import (
     TimestreamError,
     classify,
 )
-from chalicelib.metering import write_units
+from chalicelib.metering import multi_write_units, write_units
 from chalicelib.outcome import Outcome
-from chalicelib.records import Record, RecordBatch
+from chalicelib.records import HISTOGRAM_DROPS, MULTI_RECORD_FIELDS, MultiRecord, Record, RecordBatch
 from chalicelib.write_body import shared_attributes
 
 _BACKOFF_BASE_SECONDS = 0.05
@@ -39,6 +39,7 @@ _BACKOFF_CAP_SECONDS = 2.0
 # transient failure is retried by Prometheus (and the rest rewritten identically), so it beats
 # every permanent one; among permanent ones, the one that needs the operator most.
 _STATUS_PRECEDENCE = (503, 403, 404, 400)
+_SAMPLES, _HISTOGRAMS, _EXEMPLARS = "samples", "histograms", "exemplars"
 
 
 class Sender(Protocol):
@@ -47,7 +48,7 @@ class Sender(Protocol):
     Raises errors.TimestreamError for an error answer (with `rejected_records` for a
     RejectedRecordsException) and errors.TimestreamUnreachable when there is no answer."""
 
-    def write_records(self, database: str, table: str, records: list[Record]) -> None: ...
+    def write_records(self, database: str, table: str, records: list[Record] | list[MultiRecord]) -> None: ...
 
 
 @dataclass
@@ -64,6 +65,8 @@ class WriteResult:
     """The outcome of one request, from decode to the last WriteRecords call."""
 
     written: int = 0
+    histograms_written: int = 0
+    exemplars_written: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
     refused_examples: dict[str, list[str]] = field(default_factory=dict)
@@ -88,9 +91,10 @@ class WriteResult:
         accepted by the connector. A sample is written when its record was stored, or when it
         was dropped on purpose (NaN, +-Inf, stale markers: accepted, and not storable); refused
         samples and records that Timestream rejected or that a failed call did not store are
-        not. Every record is one float sample today; histograms and exemplars are refused, so 0.
-        When other kinds become records, this is where they are told apart."""
-        return self.written + sum(self.dropped.values()), 0, 0
+        not. Histograms and exemplars likewise, each a record of its own kind of call."""
+        dropped_histograms = sum(count for reason, count in self.dropped.items() if reason in HISTOGRAM_DROPS)
+        samples = self.written + sum(self.dropped.values()) - dropped_histograms
+        return samples, self.histograms_written + dropped_histograms, self.exemplars_written
 
     @classmethod
     def of(cls, batch: RecordBatch) -> WriteResult:
@@ -100,6 +104,8 @@ class WriteResult:
     def log_fields(self) -> dict[str, Any]:
         fields = {
             "written": self.written,
+            "histograms_written": self.histograms_written,
+            "exemplars_written": self.exemplars_written,
             "dropped": dict(self.dropped),
             "refused": dict(self.refused),
             "rejected": dict(self.rejected),
@@ -191,11 +197,19 @@ class Writer:
     def write(self, sender: Sender, batch: RecordBatch) -> WriteResult:
         result = WriteResult.of(batch)
         deadline = self._clock() + self._budget
-        calls = [
+        calls: list[tuple[Destination, list[Any]]] = [
             (destination, call)
             for destination, records in batch.records.items()
             for call in self._planner.calls(destination, records)
         ]
+        # MULTI records (histograms, exemplars) go in calls of their own kind: their
+        # CommonAttributes differ, and the written counts are told apart by call.
+        kinds = [_SAMPLES] * len(calls)
+        for kind, multi in ((_HISTOGRAMS, batch.histograms), (_EXEMPLARS, batch.exemplars)):
+            for destination, records in multi.items():
+                for start in range(0, len(records), MAX_RECORDS_PER_CALL):
+                    calls.append((destination, records[start:start + MAX_RECORDS_PER_CALL]))
+                    kinds.append(kind)
         result.calls = len(calls)
         if len(calls) == 1:
             outcomes = [self._call(sender, *calls[0], deadline)]
@@ -203,8 +217,13 @@ class Writer:
             outcomes = list(
                 self._pool.map(lambda call: self._call(sender, *call, deadline), calls)
             )
-        for (destination, _records), outcome in zip(calls, outcomes, strict=True):
-            result.written += outcome.written
+        for (destination, _records), kind, outcome in zip(calls, kinds, outcomes, strict=True):
+            if kind == _SAMPLES:
+                result.written += outcome.written
+            elif kind == _HISTOGRAMS:
+                result.histograms_written += outcome.written
+            else:
+                result.exemplars_written += outcome.written
             result.destinations[f"{destination[0]}.{destination[1]}"] += outcome.written
             result.retries += outcome.retries
             result.throttles += outcome.throttles
@@ -216,7 +235,7 @@ class Writer:
         return result
 
     def _call(
-        self, sender: Sender, destination: Destination, records: list[Record], deadline: float
+        self, sender: Sender, destination: Destination, records: list[Any], deadline: float
     ) -> _CallOutcome:
         outcome = _CallOutcome()
         attempt = 0
@@ -251,8 +270,10 @@ class Writer:
             outcome.retries += 1
 
 
-def _billed_units(records: list[Record]) -> int:
+def _billed_units(records: list[Any]) -> int:
     """What Timestream bills for this call, with the layout write_body sends it in."""
+    if len(records[0]) == MULTI_RECORD_FIELDS:
+        return multi_write_units(records)
     common, measure_name = shared_attributes(records)
     return write_units(records, common, measure_name is not None)
 

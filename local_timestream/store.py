@@ -8,7 +8,9 @@ A table's store holds three views of the same records, updated together under on
 * moto's `records` list of the table (what `/moto-api/data.json` and `make records` show),
   one entry per point, CommonAttributes already merged;
 * an sqlite table with Timestream's columns, indexed by time and by measure name and time, so a
-  query reads the rows of its time range instead of rebuilding a table from every record.
+  query reads the rows of its time range instead of rebuilding a table from every record. A
+  MULTI record's measures are columns named after them (NULL in rows without them), as in
+  Timestream.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class _Point:
     value: tuple[str, Any]  # (type, value or MeasureValues): what "a different value" compares
     version: int
     position: int  # in the records list
-    rowid: int | None  # in sqlite; None when the record has no DOUBLE column to show
+    rowid: int | None  # in sqlite
 
 
 @dataclass
@@ -73,6 +75,8 @@ class TableStore:
         self.records = records  # moto's list, shared: kept one entry per point
         self.dimensions: list[str] = []
         self._dimension_names: set[str] = set()
+        # MULTI measures seen: name -> Timestream type (DOUBLE, VARCHAR, ...)
+        self.measures: dict[str, str] = {}
         self._points: dict[PointKey, _Point] = {}
         self._lock = threading.RLock()
         self._db = sqlite3.connect(":memory:", check_same_thread=False)
@@ -155,9 +159,28 @@ class TableStore:
         point.value = _value(record)
         self.records[point.position] = record
         if point.rowid is not None:
-            double = record["MeasureValue"] if point.value[0] == "DOUBLE" else None
-            self._db.execute(f"UPDATE {self._source} SET {quote(DOUBLE_VALUE)} = ? WHERE rowid = ?",
-                             (None if double is None else float(double), point.rowid))
+            values = self._row_values(record, point.value)
+            assignments = ", ".join(f"{quote(name)} = ?" for name in [DOUBLE_VALUE, *self.measures])
+            row = [values.get(DOUBLE_VALUE), *(values.get(name) for name in self.measures)]
+            self._db.execute(f"UPDATE {self._source} SET {assignments} WHERE rowid = ?", (*row, point.rowid))
+
+    def _row_values(self, record: Mapping[str, Any], value: tuple[str, Any]) -> dict[str, Any]:
+        """The value columns of a record (DOUBLE, or one per MULTI measure), adding columns for
+        measures not seen before."""
+        if value[0] == "DOUBLE":
+            return {DOUBLE_VALUE: value[1]}
+        if value[0] != "MULTI":
+            return {}
+        values: dict[str, Any] = {}
+        for measure in record["MeasureValues"]:
+            name, kind = measure["Name"], measure.get("Type") or "DOUBLE"
+            if name not in self.measures:
+                column_type = "REAL" if kind == "DOUBLE" else "INTEGER" if kind == "BIGINT" else "TEXT"
+                self._db.execute(f"ALTER TABLE {self._source} ADD COLUMN {quote(name)} {column_type}")
+                self.measures[name] = kind
+            text = measure["Value"]
+            values[name] = float(text) if kind == "DOUBLE" else int(text) if kind == "BIGINT" else text
+        return values
 
     def _add(self, records: Iterable[dict[str, Any]]) -> None:
         """Append new points (or, when loading, keep the first of several copies of one)."""
@@ -173,11 +196,11 @@ class TableStore:
                     self.dimensions.append(name)
                     self._dimension_names.add(name)
             value = _value(record)
-            double = value[1] if value[0] == "DOUBLE" else None
-            columns = [TIME, MEASURE_NAME, quote(DOUBLE_VALUE), *(quote(name) for name in dims)]
+            values = self._row_values(record, value)
+            columns = [TIME, MEASURE_NAME, *(quote(name) for name in values), *(quote(name) for name in dims)]
             cursor = self._db.execute(
                 f"INSERT INTO {self._source} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                (time_ns // 1_000_000, record["MeasureName"], double, *dims.values()),
+                (time_ns // 1_000_000, record["MeasureName"], *values.values(), *dims.values()),
             )
             self._points[key] = _Point(value, record.get("Version") or 1, len(self.records), cursor.lastrowid)
             self.records.append(record)
@@ -186,14 +209,15 @@ class TableStore:
 
     def columns(self) -> list[str]:
         with self._lock:
-            return [TIME, MEASURE_NAME, DOUBLE_VALUE, *self.dimensions]
+            return [TIME, MEASURE_NAME, DOUBLE_VALUE, *self.measures, *self.dimensions]
 
     def describe(self) -> tuple[list[str], list[list[str]]]:
         """Column names and rows of `DESCRIBE` for this table, as Timestream lists them."""
         with self._lock:
             rows = [[name, "varchar", "DIMENSION"] for name in self.dimensions]
+            multi = [[name, kind.lower(), "MULTI"] for name, kind in self.measures.items()]
         rows += [[MEASURE_NAME, "varchar", "MEASURE_NAME"], [TIME, "timestamp", "TIMESTAMP"],
-                 [DOUBLE_VALUE, "double", "MEASURE_VALUE"]]
+                 [DOUBLE_VALUE, "double", "MEASURE_VALUE"], *multi]
         return ["Column", "Type", "Timestream attribute type"], rows
 
     def select(self, query_string: str) -> tuple[list[str], list[tuple[Any, ...]]]:

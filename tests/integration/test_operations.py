@@ -71,7 +71,7 @@ def test_every_write_metric_counts_what_happened_to_the_request(load_app, timest
     assert isinstance(duration, float) and duration > 0
     assert values.pop("TimestreamWriteUnits") == 2  # each accepted call is one KiB unit at most
     assert values == {
-        "SamplesWritten": 4, "SamplesDropped": 1, "SamplesRefused": 2, "RecordsRejected": 1,
+        "SamplesWritten": 4, "HistogramsWritten": 0, "ExemplarsWritten": 0, "SamplesDropped": 1, "SamplesRefused": 2, "RecordsRejected": 1,
         "TimestreamCalls": 2, "TimestreamRetries": 1, "TimestreamThrottles": 1,
     }
     by_reason = {(document["Reason"], *metric_values(document).items()) for document in emf(lines) if "Reason" in document}

@@ -375,28 +375,28 @@ def test_metadata_without_samples_is_accepted_and_writes_nothing(http, timestrea
     assert stored(timestream) == []
 
 
-# -- histograms and exemplars: refused with a reason until they can be stored ---------------------
+# -- histograms and exemplars: stored, and counted in the written headers ------------------------
 
-def test_native_histograms_are_400_with_none_written_and_samples_beside_them_counted(http, timestream):
+def test_native_histograms_are_written_and_counted_beside_the_samples(http, timestream):
     builder = RequestV2()
     builder.series(UP, [(1.0, now_ms())])
     histogram = builder.series([("__name__", "request_duration_seconds"), ("job", "api")])
     histogram.histograms.add(count_int=3, sum=1.5, schema=0, zero_threshold=1e-128, timestamp=now_ms(),
                              positive_spans=[v2.BucketSpan(offset=0, length=2)], positive_deltas=[1, 1])
     response = post(http, builder.encode(), v2_headers())
-    assert response.status_code == 400
-    assert "native_histogram_unsupported=1" in response.body.decode()
-    assert written(response) == (1, 0, 0)
+    assert response.status_code == 204, response.body
+    assert written(response) == (1, 1, 0)
+    assert len(stored(timestream)) == 2
 
 
-def test_exemplars_are_400_with_none_written_and_their_samples_counted(http, timestream):
+def test_exemplars_are_written_and_counted(http, timestream):
     builder = RequestV2()
     series = builder.series(UP, [(1.0, now_ms())])
     series.exemplars.add(labels_refs=builder.refs([("trace_id", "abc123")]), value=1.0, timestamp=now_ms())
     response = post(http, builder.encode(), v2_headers())
-    assert response.status_code == 400 and "exemplar_unsupported=1" in response.body.decode()
-    assert written(response) == (1, 0, 0)
-    assert len(stored(timestream)) == 1
+    assert response.status_code == 204, response.body
+    assert written(response) == (1, 0, 1)
+    assert len(stored(timestream)) == 2
 
 
 # -- over real HTTP: `make run` (emulator + chalice local) ------------------------------------------

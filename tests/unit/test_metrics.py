@@ -22,7 +22,7 @@ def test_a_write_has_one_totals_document_with_every_metric_named_exactly():
     assert totals["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Function"]]
     assert totals["Function"] == "fn"
     assert metrics_of(totals) == {
-        "SamplesWritten": (7, "Count"), "SamplesDropped": (3, "Count"), "SamplesRefused": (4, "Count"),
+        "SamplesWritten": (7, "Count"), "HistogramsWritten": (0, "Count"), "ExemplarsWritten": (0, "Count"), "SamplesDropped": (3, "Count"), "SamplesRefused": (4, "Count"),
         "RecordsRejected": (0, "Count"), "TimestreamCalls": (2, "Count"), "TimestreamRetries": (1, "Count"),
         "TimestreamThrottles": (1, "Count"), "TimestreamWriteUnits": (3, "Count"),
         "RequestDuration": (12.5, "Milliseconds"),

@@ -109,3 +109,40 @@ def test_the_connectors_own_dimension_is_never_a_label():
         [("__name__", "sum_up"), ("job", "api"), (DB_LABEL, "prod")],
         [("__name__", "sum_up"), (DB_LABEL, "prod")],
     ]
+
+
+# ------------------------------------------------------------------------------------------
+# Native histograms and exemplars
+
+
+def _multi_page(rows):
+    columns = ["job", "measure_name", "time", "measure_value::double", "histogram_count", "histogram_sum",
+               "histogram_proto", "exemplar_value", "exemplar_labels"]
+    return {"ColumnInfo": [{"Name": name} for name in columns],
+            "Rows": [{"Data": [{"NullValue": True} if v is None else {"ScalarValue": v} for v in row]}
+                     for row in rows]}
+
+
+def test_histogram_rows_become_histograms_and_exemplar_rows_are_skipped():
+    import base64
+
+    histogram = pb.Histogram(count_int=4, sum=0.5, schema=1, positive_spans=[pb.BucketSpan(offset=1, length=1)],
+                             positive_deltas=[4])
+    blob = base64.b64encode(histogram.SerializeToString(deterministic=True)).decode()
+    rows = [
+        ["h", "lat", "1970-01-01 00:00:02.000000000", None, "4.0", "0.5", blob, None, None],
+        ["h", "lat", "1970-01-01 00:00:01.000000000", None, "4.0", "0.5", blob, None, None],
+        ["h", "lat@exemplar", "1970-01-01 00:00:01.000000000", None, None, None, None, "0.5", '{"trace_id":"a"}'],
+        ["f", "lat_f", "1970-01-01 00:00:01.000000000", "1.5", None, None, None, None, None],
+    ]
+    budget = ResponseBudget(10_000)
+    histograms, floats = series_from_pages([_multi_page(rows)], budget=budget)
+    assert [(label.name, label.value) for label in histograms.labels] == [("__name__", "lat"), ("job", "h")]
+    assert [h.timestamp for h in histograms.histograms] == [1000, 2000] and not histograms.samples
+    histogram.timestamp = 1000
+    assert histograms.histograms[0] == histogram
+    assert [(s.timestamp, s.value) for s in floats.samples] == [(1000, 1.5)] and not floats.histograms
+    answer = pb.QueryResult(timeseries=[histograms, floats]).ByteSize()
+    assert answer <= budget.used
+    with pytest.raises(PayloadTooLarge):
+        series_from_pages([_multi_page(rows)], budget=ResponseBudget(answer - 30))

@@ -190,12 +190,15 @@ def test_retention_is_checked_only_when_configured():
     assert batch.refused == {r.OLDER_THAN_RETENTION: 1}
 
 
-def test_native_histograms_are_refused_and_float_samples_beside_them_kept():
+def test_native_histograms_become_multi_records_beside_the_float_samples():
     series = make_series([("__name__", "m"), ("job", "x")], [(1.0, NOW)])
     series.histograms.add(count_int=3, sum=1.0, timestamp=NOW)
     batch = build(series)
     assert len(only_records(batch)) == 1
-    assert batch.refused == {r.NATIVE_HISTOGRAM: 1}
+    assert not batch.refused
+    ((mapped, name, measures, time, _),) = batch.histograms[("prometheus", "metrics")]
+    assert (mapped.measure_name, name, time) == ("m", "m", str(NOW))
+    assert '"Name":"histogram_count","Value":"3.0","Type":"DOUBLE"' in measures
 
 
 def test_series_without_samples_produce_nothing():
@@ -206,7 +209,7 @@ def test_series_without_samples_produce_nothing():
 # Label names as Prometheus 3 allows them (any UTF-8) minus what Timestream refuses, and values
 # of any text (including empty).
 label_names = st.text(st.characters(codec="utf-8", exclude_characters=":"), min_size=1, max_size=15).filter(
-    lambda n: n not in ("__name__", r.NAME_ONLY_DIMENSION[0]) and not r.is_reserved(n)
+    lambda n: n not in ("__name__", r.NAME_ONLY_DIMENSION[0], *r.MEASURE_COLUMNS) and not r.is_reserved(n)
 )
 
 

@@ -98,7 +98,7 @@ def test_invalid_label_sets_are_refused_per_series_and_the_rest_written(labels, 
     assert [record["MeasureValue"] for record in as_dicts(batch)] == ["3.0"]
 
 
-def test_histograms_and_exemplars_are_counted_and_refused_and_samples_beside_them_kept():
+def test_histograms_and_exemplars_become_multi_records_and_samples_beside_them_kept():
     builder = RequestV2()
     series = builder.series(UP, [(1.0, NOW)])
     series.exemplars.add(labels_refs=builder.refs([("trace_id", "abc")]), value=1.0, timestamp=NOW)
@@ -106,9 +106,16 @@ def test_histograms_and_exemplars_are_counted_and_refused_and_samples_beside_the
     histogram = builder.series([("__name__", "latency"), ("job", "x")])
     histogram.histograms.add(count_int=3, sum=1.5, schema=0, timestamp=NOW)
     batch = build_v2(builder.build())
-    assert batch.refused == {r.EXEMPLAR: 2, r.NATIVE_HISTOGRAM: 1}
+    assert not batch.refused
     assert len(as_dicts(batch)) == 1
-    assert batch.refused_examples[r.EXEMPLAR] == ['up{instance="a:9100",job="node"}']
+    exemplars = batch.exemplars[("prometheus", "metrics")]
+    assert [(name, measures) for _, name, measures, _, _ in exemplars] == [
+        ("up@exemplar", '[{"Name":"exemplar_value","Value":"1.0","Type":"DOUBLE"},'
+                        '{"Name":"exemplar_labels","Value":"{\\"trace_id\\":\\"abc\\"}","Type":"VARCHAR"}]'),
+        ("up@exemplar", '[{"Name":"exemplar_value","Value":"2.0","Type":"DOUBLE"},'
+                        '{"Name":"exemplar_labels","Value":"{}","Type":"VARCHAR"}]'),
+    ]
+    assert len(batch.histograms[("prometheus", "metrics")]) == 1
 
 
 # -- malformed requests: a 400 for the whole request, before anything is written ------------------
@@ -201,3 +208,12 @@ def test_any_valid_request_maps_to_what_1_0_maps_it_to(specs, random):
     v1 = r.build_records(label_bytes_view([make_series(p, s) for p, s in series]), SETTINGS, NOW)
     assert as_dicts(v2) == as_dicts(v1)
     assert (v2.dropped, v2.refused) == (v1.dropped, v1.refused)
+
+
+def test_an_exemplar_with_a_repeated_label_name_is_refused_not_cut():
+    builder = RequestV2()
+    series = builder.series(UP, [(1.0, NOW)])
+    series.exemplars.add(labels_refs=builder.refs([("trace_id", "a"), ("trace_id", "b")]), value=1.0, timestamp=NOW)
+    batch = build_v2(builder.build())
+    assert batch.refused == {r.EXEMPLAR_DUPLICATE_LABEL: 1}
+    assert batch.exemplars[("prometheus", "metrics")] == []

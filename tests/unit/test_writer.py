@@ -230,7 +230,7 @@ def test_the_outcome_carries_status_message_and_log_fields(clock):
     batch.dropped["nan"] = 1
     outcome = make_writer(clock).write(ScriptedSender(), batch).outcome()
     assert (outcome.status, outcome.message) == (204, "")
-    assert outcome.log_fields == {"written": 2, "dropped": {"nan": 1}, "refused": {}, "rejected": {}, "retries": 0,
+    assert outcome.log_fields == {"written": 2, "histograms_written": 0, "exemplars_written": 0, "dropped": {"nan": 1}, "refused": {}, "rejected": {}, "retries": 0,
                                   "throttles": 0, "calls": 1, "write_units": 1, "destinations": {"prometheus.metrics": 2}}
 
 

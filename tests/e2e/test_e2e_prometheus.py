@@ -259,7 +259,7 @@ def test_stale_markers_and_metadata_only_requests_succeed(run: Run) -> None:
 
 def test_emf_metrics_add_up_to_what_was_stored(run: Run) -> None:
     """The metrics an operator graphs agree with the log lines and with what Timestream holds:
-    one totals document per write request, written samples summing to the stored records, and
+    one totals document per write request, written samples covering the stored records, and
     the stale markers Prometheus sent under SamplesDropped by reason."""
     totals = [doc for doc in run.metric_documents if "SamplesWritten" in doc and "Reason" not in doc]
     assert len(totals) == len(run.write_events)
@@ -269,7 +269,9 @@ def test_emf_metrics_add_up_to_what_was_stored(run: Run) -> None:
         assert all(document[metric["Name"]] >= 0 for metric in directive["Metrics"])
     written = sum(doc["SamplesWritten"] for doc in totals)
     assert written == sum(event["written"] for event in run.write_events)
-    assert written == len(run.stored_self) + len(run.stored_exporter)
+    # Prometheus keeps sending while the run is collected, and the log is read after the tables:
+    # every stored record was counted, and the count may include a few later requests.
+    assert written >= len(run.stored_self) + len(run.stored_exporter) > 0
     assert sum(doc["TimestreamCalls"] for doc in totals) >= len([e for e in run.write_events if e["written"]])
     stale = sum(doc["SamplesDropped"] for doc in run.metric_documents if doc.get("Reason") == "stale_marker")
     assert stale == sum((event.get("dropped") or {}).get("stale_marker", 0) for event in run.write_events) > 0

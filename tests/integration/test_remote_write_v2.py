@@ -194,6 +194,17 @@ def test_one_bad_reference_refuses_the_whole_request_before_anything_is_written(
     assert written(response) == (0, 0, 0) and stored(timestream) == []
 
 
+@pytest.mark.parametrize("field", ["help_ref", "unit_ref"])
+def test_a_metadata_reference_just_past_the_symbols_is_refused(http, timestream, field):
+    builder = RequestV2()
+    series = builder.series(UP, [(1.0, now_ms())])
+    request = builder.build()
+    setattr(series.metadata, field, len(request.symbols))  # one past the last symbol
+    response = post(http, snappy.compress(request.SerializeToString()), v2_headers())
+    assert response.status_code == 400, response.body
+    assert written(response) == (0, 0, 0) and stored(timestream) == []
+
+
 # -- invalid samples and partial writes: "MUST NOT return a 2xx ... if any ... were NOT written" ----
 
 def test_series_without_a_name_are_400_and_the_rest_is_written_and_counted(http, timestream):

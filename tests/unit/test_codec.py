@@ -200,3 +200,12 @@ def test_valid_requests_round_trip():
     v2 = Request(symbols=["", "__name__", "up"])
     v2.timeseries.add(labels_refs=[1, 2]).samples.add(value=1.5, timestamp=7)
     assert decode_write_request(snappy.compress(v2.SerializeToString()), WRITE_V2, LIMIT) == v2
+
+
+def test_a_refused_content_type_is_quoted_back_truncated():
+    with pytest.raises(UnsupportedMediaType) as raised:
+        negotiate_write("text/plain; charset=utf-8", "snappy")
+    assert "'text/plain; charset=utf-8'" in raised.value.message
+    with pytest.raises(UnsupportedMediaType) as raised:
+        negotiate_write("text/" + "x" * 500, "snappy")
+    assert len(raised.value.message) < 400 and "..." in raised.value.message

@@ -335,3 +335,10 @@ def test_the_time_window_is_inclusive_to_the_millisecond(settings, oldest, lates
         batch = build(make_series([("__name__", "m"), ("job", "x")], [(1.0, inside), (2.0, outside)]), settings=settings)
         assert [rec["Time"] for rec in only_records(batch)] == [str(inside)]
         assert batch.refused == {reason: 1}
+
+
+def test_the_series_cache_maps_a_label_set_once_and_hands_back_the_same_series():
+    cache = r.SeriesCache(SETTINGS)
+    labels = tuple(label.SerializeToString() for label in make_series([("__name__", "up"), ("job", "x")], []).labels)
+    first = cache.lookup(labels)
+    assert cache.lookup(labels) is first  # the memoised record prefixes live on this object

@@ -202,6 +202,7 @@ def test_discovery_is_a_signed_describe_endpoints_call_and_its_answer_is_used(se
     (discovery, write) = server.requests
     assert discovery[0]["X-Amz-Target"] == "Timestream_20181101.DescribeEndpoints"
     assert discovery[0]["Authorization"].startswith("AWS4-HMAC-SHA256 ")
+    assert discovery[1] == b"{}"  # DescribeEndpoints takes an empty JSON object
     assert write[1] == BODY
 
 
@@ -327,3 +328,34 @@ def test_a_tls_endpoint_is_trusted_exactly_when_aws_ca_bundle_holds_its_ca(serve
     monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
     send(make_sender(endpoint))
     assert len(server.requests) == 1
+
+
+def test_a_connection_that_timed_out_is_never_reused_for_the_next_call(server):
+    # The late answer to the timed-out call must not be read as the next call's answer.
+    server.answers.extend([("hang", 1.0), (400, {"__type": "ThrottlingException", "message": "slow down"})])
+    sender = make_sender(url(server), read_timeout=0.3)
+    with pytest.raises(TimestreamUnreachable):
+        send(sender)
+    with pytest.raises(TimestreamError) as raised:
+        send(sender)
+    assert raised.value.code == "ThrottlingException"
+
+
+def test_an_https_endpoint_without_a_port_is_reached_on_443(monkeypatch):
+    http = HttpClient(connect_timeout=1.0, read_timeout=1.0, max_connections=1)
+    reached = []
+
+    def connection(key):
+        reached.append(key)
+        raise OSError("not connecting in a unit test")
+
+    monkeypatch.setattr(http, "_connection", connection)
+    with pytest.raises(TimestreamUnreachable):
+        http._post_direct("https://ingest-cell1.timestream.us-east-1.amazonaws.com/", {}, b"{}")
+    assert reached == [("https", "ingest-cell1.timestream.us-east-1.amazonaws.com", 443)]
+
+
+def test_an_unreachable_proxy_is_timestream_unreachable_naming_what_failed(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(TimestreamUnreachable, match="Error"):
+        send(make_sender("http://timestream.example.invalid:8443"))

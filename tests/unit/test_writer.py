@@ -284,3 +284,12 @@ def test_botocore_rejected_records_are_counted_like_the_connector_own(stubbed, c
     )
     result = make_writer(clock).write(BotocoreSender(client), batch_of(metrics=records(3)))
     assert (result.written, result.rejected) == (2, {"conflicting_value": 1})
+
+
+def test_the_backoff_counts_against_the_budget_before_an_attempt_starts(clock, monkeypatch):
+    # The longest backoff each time, so the budget check must include it to stay inside.
+    monkeypatch.setattr("chalicelib.writer.random.uniform", lambda low, high: high)
+    sender = ScriptedSender(clock=clock, attempt_seconds=1.0, default=throttled())
+    make_writer(clock, budget=4.0, attempt_seconds=1.0).write(sender, batch_of(metrics=records(1)))
+    starts = [call[0] for call in sender.calls]
+    assert len(starts) >= 2 and all(start + 1.0 <= 4.0 for start in starts), starts

@@ -29,7 +29,6 @@ import math
 import random
 import struct
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from chalicelib import metering  # noqa: E402
-from chalicelib.batching import MAX_RECORDS_PER_CALL, CallPlanner  # noqa: E402
+from chalicelib.batching import CallPlanner, chunks  # noqa: E402
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.prompb.prometheus_remote_pb2 import WriteRequest, WriteRequestLabelBytes  # noqa: E402
 from chalicelib.records import Record, SeriesCache, build_records  # noqa: E402
@@ -121,11 +120,6 @@ class Account:
         return getattr(self, layout) / self.floor
 
 
-def _chunks(records: list[Record]) -> Iterator[list[Record]]:
-    for start in range(0, len(records), MAX_RECORDS_PER_CALL):
-        yield records[start:start + MAX_RECORDS_PER_CALL]
-
-
 def _units(call: list[Record]) -> int:
     common, measure_name = shared_attributes(call)
     return metering.write_units(call, common, common_measure_name=measure_name is not None)
@@ -154,7 +148,7 @@ def account(
             calls = planner.calls(destination, records)
             result.calls += len(calls)
             result.billed += sum(_units(call) for call in calls)
-            for call in _chunks(records):
+            for call in chunks(records):
                 result.request_order_calls += 1
                 result.request_order += _units(call)
                 result.without_common += metering.write_units(call)

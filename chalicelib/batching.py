@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from chalicelib.destinations import Destination
 from chalicelib.metering import WRITE_UNIT_BYTES, dimensions_bytes, records_bytes, units
@@ -188,7 +189,7 @@ class CallPlanner:
                 # Nothing learns in between (same lock): every series has a group.
                 by_group = self._by_group(state, records)
         if by_group is None:
-            return _chunks(records)
+            return chunks(records)
         calls: list[list[Record]] = []
         leftovers: list[_Leftover] = []
         for group in sorted(by_group, key=_group_key):
@@ -229,8 +230,9 @@ def _group_key(group: _Group) -> Pairs:
     return group.key
 
 
-def _chunks(records: list[Record]) -> list[list[Record]]:
-    """Calls in request order: what the connector sent before calls were formed by group."""
+def chunks(records: list[Any]) -> list[list[Any]]:
+    """Calls of at most MAX_RECORDS_PER_CALL records in request order, for records that are not
+    grouped (the first sight of a destination's series, MULTI records)."""
     size = MAX_RECORDS_PER_CALL
     return [records[start:start + size] for start in range(0, len(records), size)]
 

@@ -131,7 +131,12 @@ Record = tuple[MappedSeries, str, str]
 # A MULTI measure record (histogram or exemplar): (series, measure name, MeasureValues JSON,
 # time in ms as text, bytes its measures count towards the record size and the bill).
 MultiRecord = tuple[MappedSeries, str, str, str, int]
-MULTI_RECORD_FIELDS = 5
+_MULTI_RECORD_FIELDS = 5
+
+
+def holds_multi_records(call: list[Record] | list[MultiRecord]) -> bool:
+    """Whether a call (never mixed) carries MULTI records rather than float records."""
+    return len(call[0]) == _MULTI_RECORD_FIELDS
 
 
 # Refused series named per reason in the answer and the log: enough to find the culprit, few

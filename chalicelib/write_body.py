@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from json.encoder import encode_basestring as _json_string
 
-from chalicelib.records import MULTI_RECORD_FIELDS, MappedSeries, MultiRecord, Record
+from chalicelib.records import MappedSeries, MultiRecord, Record, holds_multi_records
 
 # Marks a series rendered once, with nothing kept (see write_records_body).
 _SEEN_ONCE: tuple[None, str] = (None, "")
@@ -86,11 +86,6 @@ def _shared_beyond(
             if not extra and measure_name is None:
                 break
     return tuple(pair for pair in first.dimensions if pair in known or pair in extra), measure_name
-
-
-def shared_dimensions(records: list[Record]) -> tuple[tuple[str, str], ...]:
-    """The (name, value) pairs every record has, in the first record's order."""
-    return shared_attributes(records)[0]
 
 
 def _record_prefix(series: MappedSeries, common: frozenset[tuple[str, str]]) -> str:
@@ -166,6 +161,6 @@ def write_multi_records_body(database: str, table: str, records: list[MultiRecor
 
 def write_any_records_body(database: str, table: str, records: list[Record] | list[MultiRecord]) -> bytes:
     """The body of a call of float records or of MULTI records (never both in one call)."""
-    if len(records[0]) == MULTI_RECORD_FIELDS:
+    if holds_multi_records(records):
         return write_multi_records_body(database, table, records)  # type: ignore[arg-type]
     return write_records_body(database, table, records)  # type: ignore[arg-type]

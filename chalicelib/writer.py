@@ -17,8 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from chalicelib.batching import MAX_RECORDS_PER_CALL as MAX_RECORDS_PER_CALL  # still importable from here
-from chalicelib.batching import CallPlanner
+from chalicelib.batching import CallPlanner, chunks
 from chalicelib.destinations import Destination
 from chalicelib.errors import (
     REJECTED_RECORDS,
@@ -30,7 +29,7 @@ from chalicelib.errors import (
 )
 from chalicelib.metering import multi_write_units, write_units
 from chalicelib.outcome import Outcome
-from chalicelib.records import HISTOGRAM_DROPS, MULTI_RECORD_FIELDS, MultiRecord, Record, RecordBatch
+from chalicelib.records import HISTOGRAM_DROPS, MultiRecord, Record, RecordBatch, holds_multi_records
 from chalicelib.write_body import shared_attributes
 
 _BACKOFF_BASE_SECONDS = 0.05
@@ -207,8 +206,8 @@ class Writer:
         kinds = [_SAMPLES] * len(calls)
         for kind, multi in ((_HISTOGRAMS, batch.histograms), (_EXEMPLARS, batch.exemplars)):
             for destination, records in multi.items():
-                for start in range(0, len(records), MAX_RECORDS_PER_CALL):
-                    calls.append((destination, records[start:start + MAX_RECORDS_PER_CALL]))
+                for call in chunks(records):
+                    calls.append((destination, call))
                     kinds.append(kind)
         result.calls = len(calls)
         if len(calls) == 1:
@@ -272,7 +271,7 @@ class Writer:
 
 def _billed_units(records: list[Any]) -> int:
     """What Timestream bills for this call, with the layout write_body sends it in."""
-    if len(records[0]) == MULTI_RECORD_FIELDS:
+    if holds_multi_records(records):
         return multi_write_units(records)
     common, measure_name = shared_attributes(records)
     return write_units(records, common, measure_name is not None)

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from chalicelib.config import Settings
 from chalicelib.records import build_records
-from chalicelib.write_body import shared_dimensions, write_records_body
+from chalicelib.write_body import shared_attributes, write_records_body
 from tests.botocore_reference import write_records_params
 from tests.helpers import label_bytes_view, make_series
 
@@ -64,7 +64,7 @@ def test_dimensions_every_record_shares_go_to_common_attributes():
         make_series([("__name__", "cpu"), ("cpu", str(i)), *shared], [(1.0, NOW)]) for i in range(3)
     ]
     records = build_records(label_bytes_view(timeseries), SETTINGS, NOW).records[DEST]
-    assert shared_dimensions(records) == tuple(shared)
+    assert shared_attributes(records) == (tuple(shared), "cpu")
     body = json.loads(write_records_body(*DEST, records))
     assert [d["Name"] for d in body["CommonAttributes"]["Dimensions"]] == ["instance", "job"]
     assert [[d["Name"] for d in r["Dimensions"]] for r in body["Records"]] == [["cpu"]] * 3

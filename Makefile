@@ -50,7 +50,7 @@ bench-local: $(STAMP)
 # On 2 shared cores with MUTATE_JOBS=2: everything about 1 h 50 min, SAMPLE=3 about 45 min.
 # Always starts afresh, so tests added since the last run count.
 #   make mutate                                         everything
-#   make mutate MODULES="chalicelib/writer.py chalicelib/codec.py"   some modules only
+#   make mutate MODULES="chalicelib/liveanalytics/writer.py chalicelib/codec.py"   some modules only
 #   make mutate SAMPLE=3                                about 1 mutant in 3 (see below)
 #   make mutate-resume    test the mutants a sampled or interrupted run left out
 #   make mutate-report    rewrite the report from mutants/

@@ -5,24 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from functools import cache
-from typing import TYPE_CHECKING
 
 from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import CaseInsensitiveMapping, Request
 
 from chalicelib import logs, metrics
-from chalicelib.clients import ClientCache
 from chalicelib.codec import PROTOBUF
 from chalicelib.config import load_settings
+from chalicelib.engine import load_engine
 from chalicelib.errors import Unauthorized
 from chalicelib.handlers import handle_read, handle_write
 from chalicelib.outcome import Outcome
-from chalicelib.records import SeriesCache
-from chalicelib.writer import Writer
-
-if TYPE_CHECKING:
-    from chalicelib.query_client import ColumnsCache
 
 settings = load_settings()
 logs.configure(settings.log_level)
@@ -30,16 +23,10 @@ logs.configure(settings.log_level)
 app = Chalice(app_name="prometheus-timestream")
 app.api.binary_types.append(PROTOBUF)
 
-clients = ClientCache(settings)
-series_cache = SeriesCache(settings)
+engine = load_engine(settings)
 # In iam mode API Gateway checks the caller's SigV4 signature (execute-api:Invoke) and the
 # function writes with its own role; without the authorizer the routes would be open.
 authorizer = IAMAuthorizer() if settings.auth_mode == "iam" else None
-writer = Writer(
-    concurrency=settings.write_concurrency,
-    budget_seconds=settings.write_budget_seconds,
-    attempt_seconds=settings.connect_timeout_seconds + settings.write_timeout_seconds,
-)
 _INTERNAL_ERROR = Outcome(
     500, "internal error, see the connector's logs: the request did not complete; it can be resent"
 )
@@ -50,15 +37,6 @@ _NOT_FOUND = Outcome(
 )
 # The first request a process serves pays for the imports and clients; logs say which it was.
 _cold_start = True
-
-
-@cache
-def columns_cache() -> ColumnsCache:
-    """The remote-read column cache, created (and the read path imported) on the first /read: a
-    function that only receives writes never pays for it at cold start."""
-    from chalicelib.query_client import ColumnsCache
-
-    return ColumnsCache.from_settings(settings)
 
 
 @app.middleware("http")
@@ -106,13 +84,14 @@ def _serve(route: str, handle: Callable[[], Outcome]) -> Response:
         error=error_line if not outcome.ok else None,
         duration_ms=duration_ms,
         request_bytes=len(app.current_request.raw_body or b""),
+        engine=engine.name,
         **outcome.log_fields,
     )
     _cold_start = False
     if settings.metrics_namespace:
         for document in metrics.request_documents(
             settings.metrics_namespace, settings.function_name, route, outcome.log_fields, duration_ms,
-            int(time.time() * 1000),
+            int(time.time() * 1000), engine.name,
         ):
             logs.write_document(document)
     return _response(outcome, error_line)
@@ -125,14 +104,14 @@ def _serve(route: str, handle: Callable[[], Outcome]) -> Response:
 def write() -> Response:
     request = app.current_request
     body, headers = request.raw_body, request.headers
-    return _serve("write", lambda: handle_write(body, headers, settings, clients, writer, series_cache))
+    return _serve("write", lambda: handle_write(body, headers, settings, engine))
 
 
 @app.route("/read", methods=["POST"], content_types=[PROTOBUF], authorizer=authorizer)
 def read() -> Response:
     request = app.current_request
     body, headers = request.raw_body, request.headers
-    return _serve("read", lambda: handle_read(body, headers, settings, clients, columns_cache()))
+    return _serve("read", lambda: handle_read(body, headers, settings, engine))
 
 
 # Any other path or method, to at least a few levels deep: the app answers itself, naming the

@@ -6,7 +6,7 @@ fills one table with ~100k records (400 series of node-exporter-like labels, a s
 answers one remote-read query of the last 5 minutes over all 400 series, two ways, and prints
 the median of several runs of each:
 
-* through the connector's own reader (`chalicelib.reader.read`: DESCRIBE, then SELECT pages
+* through the connector's own reader (`chalicelib.liveanalytics.reader.read`: DESCRIBE, then SELECT pages
   through a botocore client): what a remote read costs end to end, botocore's parsing of the
   pages included;
 * the same SELECT and its pages as signed HTTP calls whose answers are only read: the local
@@ -38,8 +38,8 @@ import boto3  # noqa: E402
 import requests  # noqa: E402
 
 from chalicelib.config import Settings  # noqa: E402
+from chalicelib.liveanalytics.reader import EQ, ColumnsCache, Matcher, read  # noqa: E402
 from chalicelib.prompb import prometheus_remote_pb2 as pb  # noqa: E402
-from chalicelib.reader import EQ, ColumnsCache, Matcher, read  # noqa: E402
 
 DATABASE, TABLE = "prometheus", "metrics"
 REGION = "us-east-1"
@@ -131,7 +131,7 @@ def server_once(port: int, start_ms: int, end_ms: int) -> tuple[float, int]:
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    from chalicelib.reader import build_query
+    from chalicelib.liveanalytics.reader import build_query
 
     dimensions = ("instance", "job", "cluster", "region")
     sql = build_query(DATABASE, TABLE, [Matcher(EQ, "job", "node")], start_ms, end_ms, dimensions)

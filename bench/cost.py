@@ -39,12 +39,12 @@ ROOT = BENCH.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from chalicelib import metering  # noqa: E402
-from chalicelib.batching import CallPlanner, chunks  # noqa: E402
 from chalicelib.config import Settings  # noqa: E402
+from chalicelib.liveanalytics import metering  # noqa: E402
+from chalicelib.liveanalytics.batching import CallPlanner, chunks  # noqa: E402
+from chalicelib.liveanalytics.records import Record, build_records, series_cache  # noqa: E402
+from chalicelib.liveanalytics.write_body import shared_attributes  # noqa: E402
 from chalicelib.prompb.prometheus_remote_pb2 import WriteRequest, WriteRequestLabelBytes  # noqa: E402
-from chalicelib.records import Record, SeriesCache, build_records  # noqa: E402
-from chalicelib.write_body import shared_attributes  # noqa: E402
 
 RECORDED = BENCH / "workload" / "recorded.bin"
 SHUFFLE_SEED = 20261201
@@ -135,7 +135,7 @@ def account(
 ) -> Account:
     """Write units of every request in `bodies`, through the connector's own record mapping."""
     settings = settings or Settings(default_database="bench", default_table="metrics")
-    cache = SeriesCache(settings)
+    cache = series_cache(settings)
     planner = planner or CallPlanner()
     result = Account()
     for body in bodies:

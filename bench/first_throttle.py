@@ -27,14 +27,20 @@ import base64, sys, time
 sys.path.insert(0, sys.argv[2])
 import snappy
 from chalicelib.config import load_settings
+from tests.helpers import write_request
 try:
     from chalicelib.handlers import handle_write
-except ImportError:  # the layout before handlers.py was named so
-    from chalicelib.pipeline import handle_write
-from chalicelib.clients import ClientCache
-from chalicelib.records import SeriesCache
-from chalicelib.writer import Writer
-from tests.helpers import write_request
+    from chalicelib.liveanalytics.engine import LiveAnalyticsEngine
+    from chalicelib.liveanalytics.writer import Writer
+except ImportError:  # the layouts before the engine packages
+    try:
+        from chalicelib.handlers import handle_write
+    except ImportError:
+        from chalicelib.pipeline import handle_write
+    from chalicelib.clients import ClientCache
+    from chalicelib.records import SeriesCache
+    from chalicelib.writer import Writer
+    LiveAnalyticsEngine = None
 
 settings = load_settings({"AWS_REGION": "us-east-1", "TIMESTREAM_WRITE_ENDPOINT": sys.argv[1],
                           "DEFAULT_DATABASE": "prometheus", "DEFAULT_TABLE": "metrics"})
@@ -47,7 +53,12 @@ headers = {"content-type": "application/x-protobuf", "content-encoding": "snappy
 # A budget shorter than one attempt: exactly one call, so the time is the error path's alone.
 writer = Writer(concurrency=1, budget_seconds=0.5, attempt_seconds=30)
 started = time.perf_counter()
-result = handle_write(body, headers, settings, ClientCache(settings), writer, SeriesCache(settings))
+if LiveAnalyticsEngine is not None:
+    engine = LiveAnalyticsEngine(settings)
+    engine.writer = writer
+    result = handle_write(body, headers, settings, engine)
+else:
+    result = handle_write(body, headers, settings, ClientCache(settings), writer, SeriesCache(settings))
 elapsed = (time.perf_counter() - started) * 1000
 status = result.status if isinstance(result.status, int) else result.status()
 assert status == 503, status

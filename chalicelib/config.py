@@ -62,9 +62,14 @@ class Settings:
     read_columns_refresh_seconds: float = 5.0
     # Tables (per caller) whose columns are kept.
     read_columns_cache_size: int = 256
+    # Where samples are stored: Timestream for LiveAnalytics, or Timestream for InfluxDB (any
+    # server of InfluxDB's v1-compatible HTTP API) at influxdb_url.
+    storage_engine: str = "liveanalytics"
+    influxdb_url: str | None = None
 
 
 _AUTH_MODES = ("basic", "iam")
+STORAGE_ENGINES = ("liveanalytics", "influxdb")
 # What CloudWatch accepts as a namespace; "AWS/" is reserved for AWS's own.
 _NAMESPACE = re.compile(r"[A-Za-z0-9._/#: -]{1,255}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -149,6 +154,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     default_table = _text(env, "DEFAULT_TABLE", None)
     if (default_database is None) != (default_table is None):
         raise ConfigError("DEFAULT_DATABASE and DEFAULT_TABLE must be set together")
+    storage_engine = _choice(env, "STORAGE_ENGINE", defaults.storage_engine, STORAGE_ENGINES)
+    influxdb_url = _text(env, "INFLUXDB_URL", None)
+    if storage_engine == "influxdb" and influxdb_url is None:
+        raise ConfigError("INFLUXDB_URL must be set when STORAGE_ENGINE is influxdb (e.g. https://host:8086)")
     return Settings(
         database_label=database_label,
         table_label=table_label,
@@ -161,6 +170,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=_choice(env, "LOG_LEVEL", defaults.log_level, _LOG_LEVELS),
         metrics_namespace=_namespace(env, defaults.metrics_namespace),
         function_name=_text(env, "AWS_LAMBDA_FUNCTION_NAME", defaults.function_name),
+        storage_engine=storage_engine,
+        influxdb_url=influxdb_url,
         **{
             field: _bounded(env, variable, getattr(defaults, field), kind, low, high)
             for field, variable, kind, low, high in _BOUNDED

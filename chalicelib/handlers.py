@@ -1,5 +1,5 @@
-"""The two request handlers, over plain inputs: decode -> route -> records -> writer for /write,
-decode -> reader -> encode for /read. Each returns an Outcome, whatever happened.
+"""The two request handlers, over plain inputs: decode -> engine (prepare, store) for /write,
+decode -> engine (read) -> encode for /read. Each returns an Outcome, whatever happened.
 
 Kept apart from app.py so they run without HTTP or Chalice; app.py only translates the HTTP
 request into these arguments and the Outcome into a response.
@@ -10,10 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from chalicelib.auth import AccessKey, parse_basic_authorization
-from chalicelib.clients import ClientCache
 from chalicelib.codec import (
     PROTOBUF,
     WRITE_V1,
@@ -25,24 +22,13 @@ from chalicelib.codec import (
     written_headers,
 )
 from chalicelib.config import Settings
+from chalicelib.engine import Engine
 from chalicelib.errors import ConnectorError
 from chalicelib.outcome import Outcome
-from chalicelib.records import SeriesCache, build_records, build_records_v2
-from chalicelib.writer import Writer, WriteResult
-
-if TYPE_CHECKING:
-    from chalicelib.query_client import ColumnsCache
 
 _READ_ANSWER_HEADERS = {"Content-Type": PROTOBUF, "Content-Encoding": "snappy"}
 # The protocol version each negotiated message stands for, as logged.
 _PROTOCOL = {WRITE_V1: "1.0", WRITE_V2: "2.0"}
-
-
-def credentials_from(headers: Mapping[str, str], settings: Settings) -> AccessKey | None:
-    """The access key to sign with; None means the function's own role (AUTH_MODE=iam)."""
-    if settings.auth_mode == "iam":
-        return None
-    return parse_basic_authorization(headers.get("authorization"))
 
 
 def _body_headers(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -50,14 +36,7 @@ def _body_headers(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
     return headers.get("content-type"), headers.get("content-encoding")
 
 
-def handle_write(
-    body: bytes,
-    headers: Mapping[str, str],
-    settings: Settings,
-    clients: ClientCache,
-    writer: Writer,
-    series_cache: SeriesCache,
-) -> Outcome:
+def handle_write(body: bytes, headers: Mapping[str, str], settings: Settings, engine: Engine) -> Outcome:
     """Store one remote write request, 1.0 or 2.0 as its Content-Type says.
 
     A 2.0 answer carries the written counts whatever its status, once the message is
@@ -70,20 +49,13 @@ def handle_write(
         return Outcome.failed(error)
     result = None
     try:
-        credentials = credentials_from(headers, settings)
+        credentials = engine.credentials(headers)
         request = decode_write_request(body, message, settings.max_decompressed_bytes)
-        now_ms = int(time.time() * 1000)
-        if message == WRITE_V2:
-            batch = build_records_v2(request, settings, now_ms, series_cache)
-        else:
-            batch = build_records(request.timeseries, settings, now_ms, series_cache)
+        batch = engine.prepare(request, message, int(time.time() * 1000))
         # The records own everything they need: free the parsed request (tens of MB for the
         # largest) before the calls to Timestream start.
         del request
-        if batch.record_count == 0:
-            result = WriteResult.of(batch)
-        else:
-            result = writer.write(clients.write_sender(credentials), batch)
+        result = engine.store(batch, credentials)
         outcome = result.outcome()
     except ConnectorError as error:
         outcome = Outcome.failed(error)
@@ -94,27 +66,12 @@ def handle_write(
     return replace(outcome, headers={**outcome.headers, **written_headers(*counts)}, log_fields=log_fields)
 
 
-def handle_read(
-    body: bytes,
-    headers: Mapping[str, str],
-    settings: Settings,
-    clients: ClientCache,
-    columns_cache: ColumnsCache,
-) -> Outcome:
+def handle_read(body: bytes, headers: Mapping[str, str], settings: Settings, engine: Engine) -> Outcome:
     """Answer one remote read request with a snappy-compressed ReadResponse."""
-    # Imported here: the reader (and its regex translation) is not needed to start or to write.
-    from chalicelib.reader import read
-
     try:
-        credentials = credentials_from(headers, settings)
+        credentials = engine.credentials(headers)
         request = decode_read_request(body, *_body_headers(headers), settings.max_decompressed_bytes)
-        response = read(
-            request,
-            settings,
-            clients.query_client(credentials),
-            columns_cache,
-            cache_scope=credentials.cache_key if credentials else "",
-        )
+        response = engine.read(request, credentials)
         encoded = encode_response(response)
     except ConnectorError as error:
         return Outcome.failed(error)

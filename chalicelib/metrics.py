@@ -51,7 +51,11 @@ _DURATION = {"write": "RequestDuration", "read": "ReadDuration"}
 
 
 def _document(
-    namespace: str, dimensions: Mapping[str, str], values: Mapping[str, tuple[float, str]], timestamp_ms: int
+    namespace: str,
+    dimensions: Mapping[str, str],
+    values: Mapping[str, tuple[float, str]],
+    timestamp_ms: int,
+    engine: str,
 ) -> dict[str, Any]:
     return {
         "_aws": {
@@ -63,6 +67,9 @@ def _document(
             }],
         },
         **dimensions,
+        # A property, not a dimension: a function serves one engine, and the alarms' metrics
+        # keep their dimensions whichever it is; Logs Insights can still filter on it.
+        "Engine": engine,
         **{name: value for name, (value, _) in values.items()},
     }
 
@@ -74,9 +81,11 @@ def request_documents(
     fields: Mapping[str, Any],
     duration_ms: float,
     timestamp_ms: int,
+    engine: str = "liveanalytics",
 ) -> list[dict[str, Any]]:
     """The EMF documents of one request to `route` ("write" or "read"), from the fields of its
-    log line. Fields a request did not reach (a refused body has no calls) count as 0."""
+    log line, marked with the storage engine that served it. Fields a request did not reach (a
+    refused body has no calls) count as 0."""
     values: dict[str, tuple[float, str]] = {}
     by_reason: list[dict[str, Any]] = []
     if route == "write":
@@ -87,11 +96,12 @@ def request_documents(
             values[name] = (sum(counts.values()), COUNT)
             for reason, count in counts.items():
                 dimensions = {"Function": function, "Reason": reason}
-                by_reason.append(_document(namespace, dimensions, {name: (count, COUNT)}, timestamp_ms))
+                document = _document(namespace, dimensions, {name: (count, COUNT)}, timestamp_ms, engine)
+                by_reason.append(document)
     elif route == "read":
         for field, name, unit in _READ_TOTALS:
             values[name] = (fields.get(field, 0), unit)
     else:
         return []
     values[_DURATION[route]] = (duration_ms, MILLISECONDS)
-    return [_document(namespace, {"Function": function}, values, timestamp_ms), *by_reason]
+    return [_document(namespace, {"Function": function}, values, timestamp_ms, engine), *by_reason]

@@ -1,6 +1,6 @@
 """The straightforward WriteRecords path, through botocore's own serializer, for tests only.
 
-The connector writes WriteRecords bodies itself (chalicelib/write_body.py) for speed; these
+The connector writes WriteRecords bodies itself (chalicelib/liveanalytics/write_body.py) for speed; these
 plain parameters describe the same call the obvious way, so differential tests can check that
 both say the same thing, and `BotocoreSender` lets the writer run against botocore's Stubber.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.errors import from_botocore
-from chalicelib.records import Record
+from chalicelib.liveanalytics.records import Record
 
 
 def write_records_params(database: str, table: str, records: list[Record]) -> dict[str, Any]:

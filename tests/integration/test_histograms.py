@@ -11,7 +11,7 @@ import snappy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.histograms import EXEMPLAR_SUFFIX
+from chalicelib.liveanalytics.histograms import EXEMPLAR_SUFFIX
 from chalicelib.prompb import prometheus_remote_pb2 as pb
 from chalicelib.prompb import remote_write_v2_pb2 as v2
 from tests.helpers import (
@@ -217,7 +217,7 @@ def _histogram_of_size(buckets: int, t: int) -> v2.Histogram:
 def largest_fitting_buckets(labels) -> int:
     """The most float buckets of one span whose record still fits (found through the write path)."""
     from chalicelib.config import Settings
-    from chalicelib.records import build_records_v2
+    from chalicelib.liveanalytics.records import build_records_v2
 
     settings = Settings(default_database="prometheus", default_table="metrics")
 
@@ -297,7 +297,7 @@ def test_random_exemplars_round_trip_through_sql(http, timestream, sent, version
 @pytest.mark.parametrize("extra", [0, 1])
 def test_the_largest_exemplar_that_fits_is_stored_and_the_next_is_refused(http, timestream, extra):
     from chalicelib.config import Settings
-    from chalicelib.records import build_records_v2
+    from chalicelib.liveanalytics.records import build_records_v2
 
     settings = Settings(default_database="prometheus", default_table="metrics")
     labels = [("__name__", "ex"), ("job", "y")]

@@ -224,7 +224,7 @@ def _billed_units(body: dict) -> int:
 
 def test_timestream_write_units_are_what_timestream_bills_for_the_bodies_sent(load_app, timestream, log_output,
                                                                               monkeypatch):
-    from chalicelib.transport import HttpClient
+    from chalicelib.liveanalytics.transport import HttpClient
 
     bodies = []
     original = HttpClient._post_direct

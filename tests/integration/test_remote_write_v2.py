@@ -18,8 +18,8 @@ from chalice.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chalicelib.liveanalytics.records import NAME_ONLY_DIMENSION, is_reserved
 from chalicelib.prompb import remote_write_v2_pb2 as v2
-from chalicelib.records import NAME_ONLY_DIMENSION, is_reserved
 from tests.helpers import (
     V2_CONTENT_TYPE,
     RequestV2,

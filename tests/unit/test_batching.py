@@ -5,11 +5,11 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib import metering
-from chalicelib.batching import MAX_RECORDS_PER_CALL, CallPlanner
 from chalicelib.config import Settings
-from chalicelib.records import MAX_DIMENSIONS, MAX_RECORD_BYTES, SeriesCache, build_records
-from chalicelib.write_body import shared_attributes, write_records_body
+from chalicelib.liveanalytics import metering
+from chalicelib.liveanalytics.batching import MAX_RECORDS_PER_CALL, CallPlanner
+from chalicelib.liveanalytics.records import MAX_DIMENSIONS, MAX_RECORD_BYTES, build_records, series_cache
+from chalicelib.liveanalytics.write_body import shared_attributes, write_records_body
 from tests.botocore_reference import write_records_params
 from tests.helpers import label_bytes_view, make_series
 from tests.unit.test_write_body import merged
@@ -83,7 +83,7 @@ series_specs = st.lists(
 @settings(max_examples=60, deadline=None)
 @given(st.lists(series_specs, min_size=1, max_size=3), st.randoms(use_true_random=False))
 def test_calls_carry_exactly_the_records_of_plain_chunking_and_stay_within_limits(requests, rng):
-    cache = SeriesCache(SETTINGS)
+    cache = series_cache(SETTINGS)
     planner = CallPlanner()  # one per process in the connector: it learns across requests
     for specs in requests:
         specs = list(dict.fromkeys(((target, metric, variant), samples) for target, metric, variant, samples in specs))
@@ -105,7 +105,7 @@ def test_a_request_that_mixes_targets_is_sent_in_calls_of_one_target_each():
     specs = [(series_labels(target, "node_cpu_seconds_total", cpu), 1)
              for target in (("node", "10.0.0.1:9100"), ("node", "10.0.0.2:9100")) for cpu in range(150)]
     rng.shuffle(specs)
-    records = records_of(specs, SeriesCache(SETTINGS))
+    records = records_of(specs, series_cache(SETTINGS))
     calls = CallPlanner().calls(DEST, records)
     assert len(calls) == 4
     for call in calls:
@@ -118,7 +118,7 @@ def test_what_is_left_of_small_groups_is_packed_into_one_call_when_that_costs_le
     specs = [(series_labels(("node", f"10.0.0.{host}:9100"), "up", None), 1) for host in range(10)]
     specs += [(series_labels(("node", f"10.0.0.{host}:9100"), "node_cpu_seconds_total", cpu), 1)
               for host in range(10) for cpu in range(4)]
-    records = records_of(specs, SeriesCache(SETTINGS))
+    records = records_of(specs, series_cache(SETTINGS))
     calls = CallPlanner().calls(DEST, records)
     assert len(calls) == 1
     assert Counter(calls[0]) == Counter(records)
@@ -131,7 +131,7 @@ def test_a_group_that_does_not_fill_its_calls_ends_them_under_a_kib_boundary():
     # records, 4067 bytes) leaves 61 records, 2807 bytes: 4 + 3 units.
     metrics = ("node_cpu_seconds_total", "node_cpu_seconds_count")
     specs = [(series_labels(("node", "10.0.0.1:9100"), metrics[cpu % 2], 1000 + cpu), 1) for cpu in range(150)]
-    records = records_of(specs, SeriesCache(SETTINGS))
+    records = records_of(specs, series_cache(SETTINGS))
     calls = CallPlanner().calls(DEST, records)
     assert len(calls) == 2
     assert [record for call in calls for record in call] == records
@@ -141,7 +141,7 @@ def test_a_group_that_does_not_fill_its_calls_ends_them_under_a_kib_boundary():
 
 def test_a_target_has_its_own_group_once_a_calls_worth_of_its_series_were_seen():
     # Two targets whose series arrive 50 per request each (what many queue shards do).
-    cache = SeriesCache(SETTINGS)
+    cache = series_cache(SETTINGS)
     planner = CallPlanner()
     rng = random.Random(5)
 
@@ -167,7 +167,7 @@ def test_a_target_has_its_own_group_once_a_calls_worth_of_its_series_were_seen()
 def test_concurrent_requests_get_calls_that_say_exactly_what_their_records_say():
     import threading
 
-    cache = SeriesCache(SETTINGS)
+    cache = series_cache(SETTINGS)
     planner = CallPlanner()
     hosts = [("node", f"10.0.0.{host}:9100") for host in range(4)] + [("kube-state-metrics", "10.0.3.7:8080")]
     requests = []
@@ -199,7 +199,7 @@ def test_concurrent_requests_get_calls_that_say_exactly_what_their_records_say()
 def test_empty_and_single_record_requests():
     planner = CallPlanner()
     assert planner.calls(DEST, []) == []
-    records = records_of([(series_labels(("node", "a:9100"), "up", None), 1)], SeriesCache(SETTINGS))
+    records = records_of([(series_labels(("node", "a:9100"), "up", None), 1)], series_cache(SETTINGS))
     assert planner.calls(DEST, records) == [records]
 
 

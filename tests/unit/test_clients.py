@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 
 from chalicelib.auth import AccessKey
-from chalicelib.clients import ClientCache
 from chalicelib.config import Settings
+from chalicelib.liveanalytics.clients import ClientCache
 
 # Endpoints given, so nothing is discovered (and nothing is sent: no call is made here).
 SETTINGS = Settings(region="us-east-1", write_endpoint="http://127.0.0.1:9", query_endpoint="http://127.0.0.1:9")

@@ -13,8 +13,8 @@ def test_importing_the_app_loads_neither_the_reader_nor_a_botocore_client():
     probe = (
         "import json, sys; import app; "
         "print(json.dumps({m: m in sys.modules for m in "
-        "('chalicelib.reader', 'chalicelib.matchers', 'chalicelib.query_sql', 'chalicelib.query_client', "
-        "'chalicelib.read_results', 'chalicelib.regex', 'botocore.session', 'botocore.client', 'boto3')}))"
+        "('chalicelib.liveanalytics.reader', 'chalicelib.matchers', 'chalicelib.liveanalytics.query_sql', 'chalicelib.liveanalytics.query_client', "
+        "'chalicelib.liveanalytics.read_results', 'chalicelib.regex', 'botocore.session', 'botocore.client', 'boto3')}))"
     )
     env = {**os.environ, "AWS_REGION": "us-east-1", "DEFAULT_DATABASE": "", "DEFAULT_TABLE": ""}
     result = subprocess.run(

@@ -135,3 +135,19 @@ def test_bounded_whole_numbers_are_read_and_checked_naming_the_variable(variable
     for bad in (str(low - 1), str(high + 1), "lots", "1.5", "12h"):
         with pytest.raises(ConfigError, match=variable):
             load_settings({variable: bad})
+
+
+def test_the_storage_engine_defaults_to_liveanalytics_and_is_read_case_insensitively():
+    assert load_settings({}).storage_engine == "liveanalytics"
+    settings = load_settings({"STORAGE_ENGINE": "InfluxDB", "INFLUXDB_URL": "http://127.0.0.1:8086"})
+    assert (settings.storage_engine, settings.influxdb_url) == ("influxdb", "http://127.0.0.1:8086")
+
+
+def test_an_unknown_storage_engine_is_refused_naming_the_variable_and_the_choices():
+    with pytest.raises(ConfigError, match="STORAGE_ENGINE must be one of liveanalytics, influxdb"):
+        load_settings({"STORAGE_ENGINE": "timescale"})
+
+
+def test_the_influxdb_engine_needs_its_url():
+    with pytest.raises(ConfigError, match="INFLUXDB_URL"):
+        load_settings({"STORAGE_ENGINE": "influxdb"})

@@ -12,7 +12,7 @@ from chalicelib.errors import (
     classify,
     from_botocore,
 )
-from chalicelib.query_client import ColumnsCache, parse_describe
+from chalicelib.liveanalytics.query_client import ColumnsCache, parse_describe
 
 
 def test_a_timestream_error_reads_as_its_code_and_message():

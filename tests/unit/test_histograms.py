@@ -4,13 +4,13 @@ and the histogram encoding read back."""
 import base64
 import json
 
-from chalicelib import histograms as h
 from chalicelib.config import Settings
-from chalicelib.metering import multi_write_units, units
+from chalicelib.liveanalytics import histograms as h
+from chalicelib.liveanalytics.metering import multi_write_units, units
+from chalicelib.liveanalytics.records import build_records_v2
+from chalicelib.liveanalytics.write_body import write_any_records_body
 from chalicelib.prompb import prometheus_remote_pb2 as pb
 from chalicelib.prompb import remote_write_v2_pb2 as v2
-from chalicelib.records import build_records_v2
-from chalicelib.write_body import write_any_records_body
 from local_timestream import rules
 from tests.helpers import RequestV2
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from chalicelib.codec import WRITE_V1, WRITE_V2, decode_write_request
 from chalicelib.config import Settings
 from chalicelib.errors import ConnectorError
+from chalicelib.liveanalytics.records import build_records, build_records_v2, series_cache
 from chalicelib.prompb import remote_write_v2_pb2 as v2
-from chalicelib.records import SeriesCache, build_records, build_records_v2
 from tests.helpers import RequestV2, encode, now_ms, write_request
 
 SETTINGS = Settings(default_database="prometheus", default_table="metrics")
@@ -44,9 +44,9 @@ def decode_and_map(body: bytes, message: str = WRITE_V1) -> None:
     try:
         request = decode_write_request(body, message, LIMIT)
         if message == WRITE_V2:
-            build_records_v2(request, SETTINGS, now_ms(), SeriesCache(SETTINGS))
+            build_records_v2(request, SETTINGS, now_ms(), series_cache(SETTINGS))
         else:
-            build_records(request.timeseries, SETTINGS, now_ms(), SeriesCache(SETTINGS))
+            build_records(request.timeseries, SETTINGS, now_ms(), series_cache(SETTINGS))
     except ConnectorError as refused:
         assert 400 <= refused.status < 500
         assert "\n" not in refused.message
@@ -137,9 +137,9 @@ queries = st.lists(
 @settings(deadline=None)
 @given(queries)
 def test_any_read_request_is_answered_or_refused_never_a_crash(specs):
+    from chalicelib.liveanalytics.query_client import ColumnsCache
+    from chalicelib.liveanalytics.reader import read
     from chalicelib.prompb.prometheus_remote_pb2 import ReadRequest
-    from chalicelib.query_client import ColumnsCache
-    from chalicelib.reader import read
 
     request = ReadRequest()
     for start, end, matchers in specs:

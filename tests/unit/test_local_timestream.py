@@ -12,12 +12,12 @@ from moto.timestreamquery.models import timestreamquery_backends
 
 from chalicelib.config import Settings
 from chalicelib.errors import BadRequest, NotFound, classify
+from chalicelib.liveanalytics.query_client import ColumnsCache, fetch_pages, parse_describe
+from chalicelib.liveanalytics.query_sql import build_query, describe_query
+from chalicelib.liveanalytics.read_results import parse_timestamp_ms
+from chalicelib.liveanalytics.reader import read
 from chalicelib.matchers import EQ, NEQ, NRE, RE, Matcher
 from chalicelib.prompb import prometheus_remote_pb2 as pb
-from chalicelib.query_client import ColumnsCache, fetch_pages, parse_describe
-from chalicelib.query_sql import build_query, describe_query
-from chalicelib.read_results import parse_timestamp_ms
-from chalicelib.reader import read
 from local_timestream import emulator
 
 REGION = "us-east-1"

@@ -4,9 +4,9 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib import metering
-from chalicelib.records import MappedSeries
-from chalicelib.write_body import shared_attributes, write_records_body
+from chalicelib.liveanalytics import metering
+from chalicelib.liveanalytics.records import MappedSeries
+from chalicelib.liveanalytics.write_body import shared_attributes, write_records_body
 
 DEST = ("prometheus", "metrics")
 

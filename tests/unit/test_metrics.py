@@ -68,3 +68,11 @@ def test_documents_stay_within_cloudwatch_limits_and_serialise():
         for metric in directive["Metrics"]:
             assert isinstance(document[metric["Name"]], (int, float))
         json.dumps(document)
+
+
+def test_every_document_names_the_storage_engine_as_a_property_not_a_dimension():
+    documents = request_documents("NS", "fn", "write", WRITE_FIELDS, 1.0, 0, "influxdb")
+    assert documents and all(document["Engine"] == "influxdb" for document in documents)
+    for document in documents:
+        (dimensions,) = document["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+        assert "Engine" not in dimensions

@@ -1,4 +1,4 @@
-"""Unit tests of chalicelib.query_client: DESCRIBE answers, the columns cache, error mapping,
+"""Unit tests of chalicelib.liveanalytics.query_client: DESCRIBE answers, the columns cache, error mapping,
 and one caller's QueryClient."""
 
 import pytest
@@ -7,7 +7,7 @@ from botocore.stub import Stubber
 
 from chalicelib.config import Settings
 from chalicelib.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable, classify
-from chalicelib.query_client import ColumnsCache, QueryClient, fetch_pages, parse_describe
+from chalicelib.liveanalytics.query_client import ColumnsCache, QueryClient, fetch_pages, parse_describe
 from tests.unit.timestream_answers import FakeClock, RecordingClient, describe_page, page, query_client
 
 # ------------------------------------------------------------------------------------------

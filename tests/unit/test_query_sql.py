@@ -1,4 +1,4 @@
-"""Unit tests of chalicelib.query_sql: quoting, and matchers -> Timestream SQL."""
+"""Unit tests of chalicelib.liveanalytics.query_sql: quoting, and matchers -> Timestream SQL."""
 
 import sqlite3
 
@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from chalicelib.config import Settings
 from chalicelib.errors import BadRequest
+from chalicelib.liveanalytics.query_sql import build_query, describe_query, quote_identifier, quote_literal
 from chalicelib.matchers import EQ, NEQ, NRE, RE, Matcher
-from chalicelib.query_sql import build_query, describe_query, quote_identifier, quote_literal
 
 DB_LABEL = Settings().database_label
 TABLE_LABEL = Settings().table_label

@@ -1,4 +1,4 @@
-"""Unit tests of chalicelib.read_results: rows -> series, timestamps, and the response size budget."""
+"""Unit tests of chalicelib.liveanalytics.read_results: rows -> series, timestamps, and the response size budget."""
 
 import pytest
 from botocore.stub import Stubber
@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from chalicelib.config import Settings
 from chalicelib.errors import PayloadTooLarge
+from chalicelib.liveanalytics.query_client import fetch_pages
+from chalicelib.liveanalytics.read_results import ResponseBudget, parse_timestamp_ms, series_from_pages
 from chalicelib.prompb import prometheus_remote_pb2 as pb
-from chalicelib.query_client import fetch_pages
-from chalicelib.read_results import ResponseBudget, parse_timestamp_ms, series_from_pages
 from tests.unit.timestream_answers import COLUMNS, page, query_client, stamp
 
 DB_LABEL = Settings().database_label

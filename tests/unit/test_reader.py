@@ -1,4 +1,4 @@
-"""Unit tests of chalicelib.reader: whole ReadRequests answered through a stubbed Timestream."""
+"""Unit tests of chalicelib.liveanalytics.reader: whole ReadRequests answered through a stubbed Timestream."""
 
 from dataclasses import replace
 
@@ -7,9 +7,9 @@ from botocore.stub import Stubber
 
 from chalicelib.config import Settings
 from chalicelib.errors import BadRequest, NotFound, PayloadTooLarge
+from chalicelib.liveanalytics.query_client import ColumnsCache
+from chalicelib.liveanalytics.reader import read
 from chalicelib.prompb import prometheus_remote_pb2 as pb
-from chalicelib.query_client import ColumnsCache
-from chalicelib.reader import read
 from tests.unit.timestream_answers import COLUMNS, RecordingClient, describe_page, page, query_client
 
 SETTINGS = Settings(default_database="mydb", default_table="mytable")

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.config import Settings
+from chalicelib.liveanalytics.query_client import ColumnsCache
+from chalicelib.liveanalytics.reader import read
 from chalicelib.prompb import prometheus_remote_pb2 as pb
-from chalicelib.query_client import ColumnsCache
-from chalicelib.reader import read
 from local_timestream.emulator import regexp_like, register_functions, timestream_time
 
 SETTINGS = Settings(default_database="mydb", default_table="mytable")

@@ -6,16 +6,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib import records as r
+from chalicelib import series as ps
 from chalicelib.config import Settings
 from chalicelib.errors import BadRequest
+from chalicelib.liveanalytics import records as r
 from chalicelib.prompb.prometheus_remote_pb2 import Label, TimeSeries
 from tests.botocore_reference import write_records_params
 from tests.helpers import label_bytes_view, make_series
 
 NOW = 1_800_000_000_000
 SETTINGS = Settings(default_database="prometheus", default_table="metrics")
-STALE = struct.unpack("<d", struct.pack("<Q", r.STALE_NAN_BITS))[0]
+STALE = struct.unpack("<d", struct.pack("<Q", ps.STALE_NAN_BITS))[0]
 
 
 def build(*series: TimeSeries, settings: Settings = SETTINGS) -> r.RecordBatch:
@@ -55,7 +56,7 @@ def test_every_finite_float_round_trips_exactly(value):
 
 @pytest.mark.parametrize(
     ("value", "reason"),
-    [(float("nan"), r.DROP_NAN), (STALE, r.DROP_STALE), (math.inf, r.DROP_INF), (-math.inf, r.DROP_INF)],
+    [(float("nan"), ps.DROP_NAN), (STALE, ps.DROP_STALE), (math.inf, ps.DROP_INF), (-math.inf, ps.DROP_INF)],
 )
 def test_unstorable_values_are_dropped_and_counted_not_refused(value, reason):
     series = make_series([("__name__", "m"), ("job", "x")], [(value, NOW), (2.0, NOW + 1)])
@@ -66,9 +67,9 @@ def test_unstorable_values_are_dropped_and_counted_not_refused(value, reason):
 
 
 def test_stale_marker_is_told_apart_from_other_nans():
-    assert r.unstorable_value_reason(STALE) == r.DROP_STALE
-    assert r.unstorable_value_reason(float("nan")) == r.DROP_NAN
-    assert r.unstorable_value_reason(-0.0) is None
+    assert ps.unstorable_value_reason(STALE) == ps.DROP_STALE
+    assert ps.unstorable_value_reason(float("nan")) == ps.DROP_NAN
+    assert ps.unstorable_value_reason(-0.0) is None
 
 
 def test_empty_label_values_are_not_stored():
@@ -101,10 +102,10 @@ def refusal(labels, settings=SETTINGS):
 @pytest.mark.parametrize(
     ("labels", "reason"),
     [
-        ([("job", "x")], r.NO_METRIC_NAME),
-        ([("__name__", ""), ("job", "x")], r.NO_METRIC_NAME),
-        ([("__name__", "m"), ("", "x")], r.EMPTY_LABEL_NAME),
-        ([("__name__", "m"), ("job", "a"), ("job", "b")], r.DUPLICATE_LABEL),
+        ([("job", "x")], ps.NO_METRIC_NAME),
+        ([("__name__", ""), ("job", "x")], ps.NO_METRIC_NAME),
+        ([("__name__", "m"), ("", "x")], ps.EMPTY_LABEL_NAME),
+        ([("__name__", "m"), ("job", "a"), ("job", "b")], ps.DUPLICATE_LABEL),
         ([("__name__", "m" * 257), ("job", "x")], r.LONG_MEASURE_NAME),
         ([("__name__", "m"), ("n" * 61, "x")], r.LONG_LABEL_NAME),
         ([("__name__", "m"), ("job", "v" * 2049)], r.LONG_LABEL_VALUE),
@@ -118,7 +119,7 @@ def refusal(labels, settings=SETTINGS):
         ([("__name__", "m"), ("job", "x"), ("__prometheus_timestream_series__", "name_only")], r.CONNECTOR_LABEL),
         ([("__name__", "m"), ("job", "x")] + [(f"l{i}", "v") for i in range(129)], r.TOO_MANY_LABELS),
         ([("__name__", "m"), ("job", "x")] + [(f"l{i}", "v" * 200) for i in range(11)], r.RECORD_TOO_LARGE),
-        ([("__name__", "m"), ("prometheusTableLabel", "bad name")], r.INVALID_DESTINATION),
+        ([("__name__", "m"), ("prometheusTableLabel", "bad name")], ps.INVALID_DESTINATION),
     ],
 )
 def test_series_breaking_a_timestream_limit_is_refused_with_a_reason(labels, reason):
@@ -171,7 +172,7 @@ def test_limits_count_bytes_not_characters():
 
 
 def test_series_without_destination_is_refused_when_no_default_is_set():
-    assert refusal([("__name__", "m"), ("job", "x")], settings=Settings()) == r.NO_DESTINATION
+    assert refusal([("__name__", "m"), ("job", "x")], settings=Settings()) == ps.NO_DESTINATION
 
 
 def test_a_refused_series_does_not_stop_its_neighbours():
@@ -179,7 +180,7 @@ def test_a_refused_series_does_not_stop_its_neighbours():
     bad = make_series([("job", "no-name")], [(1.0, NOW)])
     batch = build(bad, good, bad)
     assert [rec["MeasureName"] for rec in only_records(batch)] == ["ok"]
-    assert batch.refused == {r.NO_METRIC_NAME: 2}
+    assert batch.refused == {ps.NO_METRIC_NAME: 2}
 
 
 def test_retention_is_checked_only_when_configured():
@@ -187,7 +188,7 @@ def test_retention_is_checked_only_when_configured():
     series = make_series([("__name__", "m"), ("job", "x")], [(1.0, old)])
     assert only_records(build(series))
     batch = build(series, settings=replace(SETTINGS, memory_retention_hours=2))
-    assert batch.refused == {r.OLDER_THAN_RETENTION: 1}
+    assert batch.refused == {ps.OLDER_THAN_RETENTION: 1}
 
 
 def test_native_histograms_become_multi_records_beside_the_float_samples():
@@ -227,7 +228,7 @@ def test_label_mapping_keeps_every_nonempty_label_as_a_dimension(metric, labels)
 
 
 def test_the_series_cache_maps_a_label_set_once_and_reuses_it():
-    cache = r.SeriesCache(SETTINGS)
+    cache = r.series_cache(SETTINGS)
     series = make_series([("__name__", "m"), ("job", "x")], [(1.0, NOW)])
     first = r.build_records(label_bytes_view([series]), SETTINGS, NOW, cache).records[("prometheus", "metrics")][0][0]
     second = r.build_records(label_bytes_view([series]), SETTINGS, NOW + 1, cache).records[("prometheus", "metrics")][0][0]
@@ -235,7 +236,7 @@ def test_the_series_cache_maps_a_label_set_once_and_reuses_it():
 
 
 def test_the_series_cache_is_bounded():
-    cache = r.SeriesCache(SETTINGS, max_entries=3)
+    cache = r.series_cache(SETTINGS, max_entries=3)
     def key(name):
         return tuple(Label(name=n, value=v).SerializeToString() for n, v in (("__name__", name), ("job", "x")))
 
@@ -247,7 +248,7 @@ def test_the_series_cache_is_bounded():
 
 def test_a_label_that_is_not_a_label_message_is_a_bad_request():
     with pytest.raises(BadRequest, match="label"):
-        r.SeriesCache(SETTINGS).lookup((b"\x0a\xff",))
+        r.series_cache(SETTINGS).lookup((b"\x0a\xff",))
 
 
 # -- every limit at its exact bound: accepted there, refused one byte (or one label, one ms) over --
@@ -328,9 +329,9 @@ HOUR_MS = 3_600_000
     ids=["default-15min-ahead", "retention-2h", "retention-1y", "no-future", "future-1min-retention-1h"],
 )
 def test_the_time_window_is_inclusive_to_the_millisecond(settings, oldest, latest):
-    edges = [(latest, latest + 1, r.TOO_FAR_IN_FUTURE)]
+    edges = [(latest, latest + 1, ps.TOO_FAR_IN_FUTURE)]
     if oldest is not None:
-        edges.append((oldest, oldest - 1, r.OLDER_THAN_RETENTION))
+        edges.append((oldest, oldest - 1, ps.OLDER_THAN_RETENTION))
     for inside, outside, reason in edges:
         batch = build(make_series([("__name__", "m"), ("job", "x")], [(1.0, inside), (2.0, outside)]), settings=settings)
         assert [rec["Time"] for rec in only_records(batch)] == [str(inside)]
@@ -338,7 +339,7 @@ def test_the_time_window_is_inclusive_to_the_millisecond(settings, oldest, lates
 
 
 def test_the_series_cache_maps_a_label_set_once_and_hands_back_the_same_series():
-    cache = r.SeriesCache(SETTINGS)
+    cache = r.series_cache(SETTINGS)
     labels = tuple(label.SerializeToString() for label in make_series([("__name__", "up"), ("job", "x")], []).labels)
     first = cache.lookup(labels)
     assert cache.lookup(labels) is first  # the memoised record prefixes live on this object

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib import records as r
+from chalicelib import series as ps
 from chalicelib.config import Settings
 from chalicelib.errors import BadRequest
+from chalicelib.liveanalytics import records as r
 from chalicelib.prompb.remote_write_v2_pb2 import Request
 from tests.botocore_reference import write_records_params
 from tests.helpers import RequestV2, label_bytes_view, make_series, write_request_v2
@@ -18,7 +19,7 @@ from tests.helpers import RequestV2, label_bytes_view, make_series, write_reques
 NOW = 1_800_000_000_000
 SETTINGS = Settings(default_database="prometheus", default_table="metrics")
 DEST = ("prometheus", "metrics")
-STALE = struct.unpack("<d", struct.pack("<Q", r.STALE_NAN_BITS))[0]
+STALE = struct.unpack("<d", struct.pack("<Q", ps.STALE_NAN_BITS))[0]
 UP = [("__name__", "up"), ("instance", "a:9100"), ("job", "node")]
 
 
@@ -37,7 +38,7 @@ def test_a_sample_maps_to_the_same_record_as_in_1_0():
 
 
 def test_the_same_series_is_one_cache_entry_whatever_the_symbol_order():
-    cache = r.SeriesCache(SETTINGS)
+    cache = r.series_cache(SETTINGS)
     first = build_v2(write_request_v2([(UP, [(1.0, NOW)])]), cache).records[DEST][0][0]
     other = RequestV2()
     other.ref("job")  # shifts every index
@@ -56,7 +57,7 @@ def test_labels_in_any_order_map_to_the_same_dimensions():
 
 @pytest.mark.parametrize(
     ("value", "reason"),
-    [(float("nan"), r.DROP_NAN), (STALE, r.DROP_STALE), (math.inf, r.DROP_INF), (-math.inf, r.DROP_INF)],
+    [(float("nan"), ps.DROP_NAN), (STALE, ps.DROP_STALE), (math.inf, ps.DROP_INF), (-math.inf, ps.DROP_INF)],
 )
 def test_special_values_are_dropped_and_counted(value, reason):
     batch = build_v2(write_request_v2([(UP, [(value, NOW)])]))
@@ -82,12 +83,12 @@ def test_a_series_with_only_its_name_is_stored_with_the_connectors_dimension():
 @pytest.mark.parametrize(
     ("labels", "reason"),
     [
-        ([], r.NO_METRIC_NAME),
-        ([("job", "x")], r.NO_METRIC_NAME),
-        ([("__name__", "")], r.NO_METRIC_NAME),
-        ([("__name__", "up"), ("", "x")], r.EMPTY_LABEL_NAME),
-        ([("__name__", "up"), ("job", "a"), ("job", "b")], r.DUPLICATE_LABEL),
-        ([("__name__", "up"), ("__name__", "down")], r.DUPLICATE_LABEL),
+        ([], ps.NO_METRIC_NAME),
+        ([("job", "x")], ps.NO_METRIC_NAME),
+        ([("__name__", "")], ps.NO_METRIC_NAME),
+        ([("__name__", "up"), ("", "x")], ps.EMPTY_LABEL_NAME),
+        ([("__name__", "up"), ("job", "a"), ("job", "b")], ps.DUPLICATE_LABEL),
+        ([("__name__", "up"), ("__name__", "down")], ps.DUPLICATE_LABEL),
         ([("__name__", "up"), ("a:b", "x")], r.COLON_IN_LABEL_NAME),
         ([("__name__", "up"), ("__prometheus_timestream_series__", "x")], r.CONNECTOR_LABEL),
     ],
@@ -215,5 +216,5 @@ def test_an_exemplar_with_a_repeated_label_name_is_refused_not_cut():
     series = builder.series(UP, [(1.0, NOW)])
     series.exemplars.add(labels_refs=builder.refs([("trace_id", "a"), ("trace_id", "b")]), value=1.0, timestamp=NOW)
     batch = build_v2(builder.build())
-    assert batch.refused == {r.EXEMPLAR_DUPLICATE_LABEL: 1}
+    assert batch.refused == {ps.EXEMPLAR_DUPLICATE_LABEL: 1}
     assert batch.exemplars[("prometheus", "metrics")] == []

@@ -1,8 +1,8 @@
 """Temporary credentials (basic auth password `secret:sessionToken`) sign both paths' calls."""
 
 from chalicelib.auth import AccessKey
-from chalicelib.clients import ClientCache
 from chalicelib.config import Settings
+from chalicelib.liveanalytics.clients import ClientCache
 
 SETTINGS = Settings(region="us-east-1", query_endpoint="http://127.0.0.1:1", write_endpoint="http://127.0.0.1:1")
 TEMPORARY = AccessKey("ASIATESTEXAMPLE00001", "secret", "token-one")

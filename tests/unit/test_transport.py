@@ -7,9 +7,9 @@ import pytest
 from botocore.credentials import Credentials
 
 from chalicelib.errors import TimestreamError, TimestreamUnreachable
-from chalicelib.records import MappedSeries
-from chalicelib.transport import EndpointCache, HttpClient, WriteRecordsSender, discovery_url
-from chalicelib.write_body import write_records_body
+from chalicelib.liveanalytics.records import MappedSeries
+from chalicelib.liveanalytics.transport import EndpointCache, HttpClient, WriteRecordsSender, discovery_url
+from chalicelib.liveanalytics.write_body import write_records_body
 
 DEST = ("prometheus", "metrics")
 RECORDS = [(MappedSeries(DEST, None, "up", (("job", "node"),)), "1.0", "1800000000000")]

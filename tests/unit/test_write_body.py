@@ -4,8 +4,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.config import Settings
-from chalicelib.records import build_records
-from chalicelib.write_body import shared_attributes, write_records_body
+from chalicelib.liveanalytics.records import build_records
+from chalicelib.liveanalytics.write_body import shared_attributes, write_records_body
 from tests.botocore_reference import write_records_params
 from tests.helpers import label_bytes_view, make_series
 
@@ -86,9 +86,9 @@ def test_any_label_value_survives_json_escaping(value):
 
 
 def test_a_series_sent_with_different_neighbours_is_rendered_right_each_time():
-    from chalicelib.records import SeriesCache
+    from chalicelib.liveanalytics.records import series_cache
 
-    cache = SeriesCache(SETTINGS)
+    cache = series_cache(SETTINGS)
     target = make_series([("__name__", "m"), ("job", "a"), ("zone", "z1")], [(1.0, NOW)])
     same_job = make_series([("__name__", "m"), ("job", "a"), ("zone", "z2")], [(2.0, NOW)])
     same_zone = make_series([("__name__", "m"), ("job", "b"), ("zone", "z1")], [(3.0, NOW)])
@@ -100,9 +100,9 @@ def test_a_series_sent_with_different_neighbours_is_rendered_right_each_time():
 
 
 def test_a_series_keeps_its_rendered_prefix_only_from_its_second_call_on():
-    from chalicelib.records import SeriesCache
+    from chalicelib.liveanalytics.records import series_cache
 
-    cache = SeriesCache(SETTINGS)
+    cache = series_cache(SETTINGS)
     series = [make_series([("__name__", "m"), ("job", "a"), ("i", str(i))], [(1.0, NOW)]) for i in range(2)]
     records = build_records(label_bytes_view(series), SETTINGS, NOW, cache).records[DEST]
     first = write_records_body(*DEST, records)

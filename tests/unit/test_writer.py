@@ -5,8 +5,8 @@ import pytest
 from botocore.stub import Stubber
 
 from chalicelib.errors import RejectedRecord, TimestreamError, TimestreamUnreachable
-from chalicelib.records import MappedSeries, RecordBatch
-from chalicelib.writer import Writer
+from chalicelib.liveanalytics.records import MappedSeries, RecordBatch
+from chalicelib.liveanalytics.writer import Writer
 from tests.botocore_reference import BotocoreSender, write_records_params
 
 DEST = ("prometheus", "metrics")
@@ -288,7 +288,7 @@ def test_botocore_rejected_records_are_counted_like_the_connector_own(stubbed, c
 
 def test_the_backoff_counts_against_the_budget_before_an_attempt_starts(clock, monkeypatch):
     # The longest backoff each time, so the budget check must include it to stay inside.
-    monkeypatch.setattr("chalicelib.writer.random.uniform", lambda low, high: high)
+    monkeypatch.setattr("chalicelib.liveanalytics.writer.random.uniform", lambda low, high: high)
     sender = ScriptedSender(clock=clock, attempt_seconds=1.0, default=throttled())
     make_writer(clock, budget=4.0, attempt_seconds=1.0).write(sender, batch_of(metrics=records(1)))
     starts = [call[0] for call in sender.calls]

@@ -24,11 +24,16 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from chalicelib.errors import ConnectorError, PayloadTooLarge
-from chalicelib.histograms import HISTOGRAM_PROTO, MEASURE_COLUMNS, decode_histogram
+from chalicelib.liveanalytics.histograms import HISTOGRAM_PROTO, MEASURE_COLUMNS, decode_histogram
+from chalicelib.liveanalytics.query_sql import (
+    MEASURE_NAME_COLUMN,
+    MEASURE_VALUE_PREFIX,
+    TIME_COLUMN,
+    VALUE_COLUMN,
+)
+from chalicelib.liveanalytics.records import NAME_ONLY_DIMENSION
 from chalicelib.matchers import METRIC_NAME_LABEL
 from chalicelib.prompb import prometheus_remote_pb2 as pb
-from chalicelib.query_sql import MEASURE_NAME_COLUMN, MEASURE_VALUE_PREFIX, TIME_COLUMN, VALUE_COLUMN
-from chalicelib.records import NAME_ONLY_DIMENSION
 
 # Columns that are never labels: Timestream's own, and the one the connector owns.
 _NOT_LABELS = frozenset({TIME_COLUMN, MEASURE_NAME_COLUMN, NAME_ONLY_DIMENSION[0], *MEASURE_COLUMNS})

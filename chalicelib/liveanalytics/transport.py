@@ -40,8 +40,8 @@ from botocore.utils import get_environ_proxies
 
 from chalicelib import USER_AGENT_PRODUCT
 from chalicelib.errors import TimestreamUnreachable, parse_error_response
-from chalicelib.records import MultiRecord, Record
-from chalicelib.write_body import write_any_records_body
+from chalicelib.liveanalytics.records import MultiRecord, Record
+from chalicelib.liveanalytics.write_body import write_any_records_body
 
 _TARGET_PREFIX = "Timestream_20181101."
 _CONTENT_TYPE = "application/x-amz-json-1.0"

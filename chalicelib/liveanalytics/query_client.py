@@ -19,8 +19,8 @@ from typing import Any
 
 from chalicelib.config import Settings
 from chalicelib.errors import classify
-from chalicelib.query_sql import describe_query
-from chalicelib.read_results import column_names, scalar
+from chalicelib.liveanalytics.query_sql import describe_query
+from chalicelib.liveanalytics.read_results import column_names, scalar
 
 _DEFAULTS = Settings()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from chalicelib.records import MappedSeries, MultiRecord, Record
+from chalicelib.liveanalytics.records import MappedSeries, MultiRecord, Record
 
 WRITE_UNIT_BYTES = 1024
 TIME_BYTES = 8

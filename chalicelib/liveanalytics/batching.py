@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.destinations import Destination
-from chalicelib.metering import WRITE_UNIT_BYTES, dimensions_bytes, records_bytes, units
-from chalicelib.records import MappedSeries, Record
+from chalicelib.liveanalytics.metering import WRITE_UNIT_BYTES, dimensions_bytes, records_bytes, units
+from chalicelib.liveanalytics.records import MappedSeries, Record
 
 MAX_RECORDS_PER_CALL = 100
 # A (name, value) pair can be part of a group's identity once this many series have it: enough

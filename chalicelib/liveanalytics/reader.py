@@ -23,13 +23,13 @@ from typing import Any
 from chalicelib.config import Settings
 from chalicelib.destinations import select_destination
 from chalicelib.errors import BadRequest
+from chalicelib.liveanalytics.query_client import ColumnsCache, QueryClient
+from chalicelib.liveanalytics.query_sql import build_query
+from chalicelib.liveanalytics.read_results import ResponseBudget, series_from_pages
+from chalicelib.liveanalytics.records import NAME_ONLY_DIMENSION
 from chalicelib.logs import log_event
 from chalicelib.matchers import METRIC_NAME_LABEL, matchers_from_pb
 from chalicelib.prompb import prometheus_remote_pb2 as pb
-from chalicelib.query_client import ColumnsCache, QueryClient
-from chalicelib.query_sql import build_query
-from chalicelib.read_results import ResponseBudget, series_from_pages
-from chalicelib.records import NAME_ONLY_DIMENSION
 
 
 def read(

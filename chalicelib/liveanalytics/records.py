@@ -6,15 +6,11 @@ written. Samples that cannot be stored by nature (NaN, +-Inf, stale markers) are
 counted: they are normal Prometheus traffic, not errors.
 
 Both remote write messages go through one loop (`build_records` for 1.0, `build_records_v2`
-for 2.0); they differ only in how a series' labels are found, and both key the same SeriesCache
-by a value that is cheap to make from the message and identical whenever the labels are.
+for 2.0); they differ only in how a series' labels are found (series_cache.py).
 """
 
 from __future__ import annotations
 
-import json
-import struct
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,18 +20,38 @@ from google.protobuf.message import DecodeError
 from chalicelib.config import Settings
 from chalicelib.destinations import Destination, Labels, is_valid_destination, route
 from chalicelib.errors import BadRequest
-from chalicelib.histograms import (
+from chalicelib.liveanalytics.histograms import (
     EXEMPLAR_SUFFIX,
     MEASURE_COLUMNS,
     exemplar_measures,
     histogram_measures,
     is_stale,
 )
-from chalicelib.prompb.prometheus_remote_pb2 import Exemplar as ExemplarV1
-from chalicelib.prompb.prometheus_remote_pb2 import Label
 from chalicelib.prompb.remote_write_v2_pb2 import Histogram
+from chalicelib.series import (
+    DROP_STALE_HISTOGRAM,
+    DUPLICATE_LABEL,
+    EMPTY_LABEL_NAME,
+    EXEMPLAR_DUPLICATE_LABEL,
+    EXEMPLAR_NOT_FINITE,
+    INVALID_DESTINATION,
+    METRIC_NAME_LABEL,
+    NO_DESTINATION,
+    NO_METRIC_NAME,
+    OLDER_THAN_RETENTION,
+    TOO_FAR_IN_FUTURE,
+    Accounting,
+    check_exemplar_refs,
+    cut,
+    describe_series,
+    exemplar_v1,
+    exemplar_v2,
+    request_symbols,
+    unstorable_value_reason,
+)
+from chalicelib.series_cache import SeriesCache
 
-METRIC_NAME_LABEL = "__name__"
+_INF = float("inf")
 
 # Timestream limits (https://docs.aws.amazon.com/timestream/latest/developerguide/ts-limits.html)
 MAX_DIMENSION_NAME_BYTES = 60
@@ -50,21 +66,6 @@ FORBIDDEN_IN_DIMENSION_NAME = ":"
 # A DOUBLE measure and the timestamp each count 8 bytes towards the record size.
 _FIXED_RECORD_BYTES = 16
 
-# Prometheus marks a series stale with this specific NaN bit pattern.
-STALE_NAN_BITS = 0x7FF0000000000002
-_STALE_BYTES = struct.pack("<Q", STALE_NAN_BITS)
-_INF = float("inf")
-
-# Reasons, as they appear in counts and logs. Dropped: normal traffic (2xx).
-DROP_STALE = "stale_marker"
-DROP_NAN = "nan"
-DROP_INF = "infinite"
-# Refused: the sender must fix something (4xx after the rest is written).
-NO_METRIC_NAME = "missing_metric_name"
-NO_DESTINATION = "no_destination"
-INVALID_DESTINATION = "invalid_destination"
-EMPTY_LABEL_NAME = "empty_label_name"
-DUPLICATE_LABEL = "duplicate_label_name"
 LONG_MEASURE_NAME = "measure_name_too_long"
 LONG_LABEL_NAME = "label_name_too_long"
 LONG_LABEL_VALUE = "label_value_too_long"
@@ -75,16 +76,7 @@ CONNECTOR_LABEL = "label_reserved_by_connector"
 RECORD_TOO_LARGE = "record_too_large"
 HISTOGRAM_TOO_LARGE = "histogram_too_large"
 EXEMPLAR_TOO_LARGE = "exemplar_too_large"
-EXEMPLAR_NOT_FINITE = "exemplar_value_not_finite"
 EXEMPLAR_NAME_TOO_LONG = "exemplar_measure_name_too_long"
-EXEMPLAR_DUPLICATE_LABEL = "exemplar_duplicate_label_name"
-# A stale histogram (sum = the stale NaN) is dropped like a stale float sample, and counted
-# apart so that the written counts can tell histograms from samples.
-DROP_STALE_HISTOGRAM = "stale_histogram"
-HISTOGRAM_DROPS = frozenset({DROP_STALE_HISTOGRAM})
-TOO_FAR_IN_FUTURE = "timestamp_too_far_in_future"
-OLDER_THAN_RETENTION = "timestamp_older_than_retention"
-
 # Timestream needs at least one dimension per record ("At least one dimension is required for a
 # record"), and a series such as a recording rule's `sum(up)` has none: it is stored with this
 # dimension, which the connector owns, and remote read takes it off again, so the series reads
@@ -139,47 +131,14 @@ def holds_multi_records(call: list[Record] | list[MultiRecord]) -> bool:
     return len(call[0]) == _MULTI_RECORD_FIELDS
 
 
-# Refused series named per reason in the answer and the log: enough to find the culprit, few
-# enough that a request of 10,000 refused series still logs one short line.
-MAX_EXAMPLES_PER_REASON = 3
-_EXAMPLE_CHARS = 240
-_EXAMPLE_VALUE_CHARS = 64
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def describe_series(labels: Labels) -> str:
-    """`name{label="value",...}` for messages and logs, values and the whole truncated."""
-    name = next((value for label, value in labels if label == METRIC_NAME_LABEL), "")
-    inner = ",".join(
-        f"{label}={json.dumps(_cut(value, _EXAMPLE_VALUE_CHARS), ensure_ascii=False)}"
-        for label, value in labels
-        if label != METRIC_NAME_LABEL
-    )
-    return _cut(f"{name}{{{inner}}}", _EXAMPLE_CHARS)
-
-
 @dataclass
-class RecordBatch:
+class RecordBatch(Accounting):
     """Everything one request turns into: records per destination and what was left out."""
 
     records: dict[Destination, list[Record]] = field(default_factory=dict)
     # Histogram and exemplar records, apart: they go in calls of their own (MULTI measures).
     histograms: dict[Destination, list[MultiRecord]] = field(default_factory=dict)
     exemplars: dict[Destination, list[MultiRecord]] = field(default_factory=dict)
-    # samples left out, by reason
-    dropped: Counter[str] = field(default_factory=Counter)
-    refused: Counter[str] = field(default_factory=Counter)
-    # the first few refused series of each reason, described
-    refused_examples: dict[str, list[str]] = field(default_factory=dict)
-
-    def refuse(self, reason: str, count: int, series: MappedSeries, detail: str = "") -> None:
-        self.refused[reason] += count
-        examples = self.refused_examples.setdefault(reason, [])
-        if len(examples) < MAX_EXAMPLES_PER_REASON:
-            examples.append(series.describe() + detail)
 
     @property
     def record_count(self) -> int:
@@ -254,8 +213,8 @@ def map_series(labels: Labels, settings: Settings) -> MappedSeries:
         ))
     if not is_valid_destination(destination):
         return MappedSeries(None, INVALID_DESTINATION, example=(
-            f"{describe_series(labels)}: database {_cut(destination.database, 80)!r} table "
-            f"{_cut(destination.table, 80)!r} (names are 3-256 letters, digits, '_', '-' or '.')"
+            f"{describe_series(labels)}: database {cut(destination.database, 80)!r} table "
+            f"{cut(destination.table, 80)!r} (names are 3-256 letters, digits, '_', '-' or '.')"
         ))
     reason, measure_name, dimensions = check_labels(kept)
     if reason is not None:
@@ -263,185 +222,45 @@ def map_series(labels: Labels, settings: Settings) -> MappedSeries:
     return MappedSeries(destination, None, measure_name, dimensions)
 
 
-def parse_labels(serialized: tuple[bytes, ...]) -> Labels:
-    """Serialised Label messages -> (name, value) pairs; BadRequest if one is not a Label."""
-    labels = []
-    for raw in serialized:
-        try:
-            label = Label.FromString(raw)
-        except DecodeError:
-            raise BadRequest("body is not a valid protobuf WriteRequest: a label does not parse") from None
-        labels.append((label.name, label.value))
-    return labels
+def series_cache(settings: Settings, max_entries: int | None = None) -> SeriesCache[MappedSeries]:
+    """The cache of MappedSeries for one process. One shared object per distinct (name, value)
+    pair: most pairs (job, env, cluster...) repeat across thousands of series, and these objects
+    stay in memory as long as the cache."""
+    pairs: dict[tuple[str, str], tuple[str, str]] = {}
 
-
-class SeriesCache:
-    """Remembers what each label set maps to, keyed by a value made cheaply from the message.
-
-    Prometheus sends the same series in every request, so the label checks and routing are done
-    once per series per process instead of once per sample, and no Python object is made per
-    label on a hit. The key is the labels' serialised bytes for 1.0 (a tuple of bytes) and the
-    label strings for 2.0 (a tuple of str: name, value, name, value...); the two never compare
-    equal, so one cache serves both. Bounded: cleared when full, which costs one re-check per
-    series rather than an LRU's bookkeeping on every hit.
-    """
-
-    def __init__(self, settings: Settings, max_entries: int | None = None) -> None:
-        self._settings = settings
-        self._max_entries = max_entries or settings.series_cache_size
-        self._entries: dict[tuple[bytes, ...] | tuple[str, ...], MappedSeries] = {}
-        # One shared object per distinct (name, value): most pairs (job, env, cluster...) repeat
-        # across thousands of series, and these objects stay in memory as long as the cache.
-        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
-
-    def lookup(self, serialized_labels: tuple[bytes, ...]) -> MappedSeries:
-        """The mapping of a 1.0 series, by its labels' serialised bytes."""
-        mapped = self._entries.get(serialized_labels)
-        if mapped is None:
-            # First sight of this series (or the cache was cleared): route and check it.
-            mapped = self._add(serialized_labels, parse_labels(serialized_labels))
-        return mapped
-
-    def resolver_v1(self) -> Callable[[Any], MappedSeries]:
-        """A function mapping 1.0 TimeSeriesLabelBytes (one call per series: the hot loop's)."""
-        entries = self._entries
-
-        def resolve(series: Any) -> MappedSeries:
-            key = tuple(series.labels)
-            mapped = entries.get(key)
-            if mapped is None:
-                mapped = self._add(key, parse_labels(key))
-            return mapped
-
-        return resolve
-
-    def resolver_v2(self, symbols: list[str]) -> Callable[[Any], MappedSeries]:
-        """A function mapping the 2.0 TimeSeries of one request, whose symbols table is
-        `symbols`. It checks the symbol references of the series' labels and metadata (those of
-        its exemplars: `check_exemplar_refs`) and raises BadRequest for one that does not
-        resolve."""
-        entries = self._entries
-        symbol = symbols.__getitem__
-        size = len(symbols)
-
-        def resolve(series: Any) -> MappedSeries:
-            try:
-                # The label strings themselves: a reference is only meaningful within its request.
-                key = tuple(map(symbol, series.labels_refs))
-            except IndexError:
-                raise _bad_reference("labels_refs", series.labels_refs, size) from None
-            metadata = series.metadata
-            if metadata.help_ref >= size or metadata.unit_ref >= size:
-                raise _bad_reference("metadata", [metadata.help_ref, metadata.unit_ref], size)
-            mapped = entries.get(key)
-            if mapped is None:
-                # A key seen before had an even length (odd ones are never stored): check here only.
-                if len(key) % 2:
-                    raise _odd_references("labels_refs", len(key))
-                mapped = self._add(key, list(zip(key[::2], key[1::2], strict=True)))
-            return mapped
-
-        return resolve
-
-    def _add(self, key: tuple[bytes, ...] | tuple[str, ...], labels: Labels) -> MappedSeries:
-        mapped = map_series(labels, self._settings)
-        if len(self._entries) >= self._max_entries:
-            self._entries.clear()
-            self._pairs.clear()
-        pairs = self._pairs
+    def map_interned(labels: Labels) -> MappedSeries:
+        mapped = map_series(labels, settings)
         mapped.dimensions = tuple([pairs.setdefault(pair, pair) for pair in mapped.dimensions])
-        self._entries[key] = mapped
         return mapped
 
-
-def _malformed_v2(detail: str) -> str:
-    return f"body is not a valid remote write 2.0 request: {detail}"
-
-
-def _odd_references(field: str, count: int) -> BadRequest:
-    return BadRequest(_malformed_v2(f"{field} has an odd number of entries ({count})"))
-
-
-def _bad_reference(field: str, refs: Iterable[int], size: int) -> BadRequest:
-    bad = next(ref for ref in refs if ref >= size)
-    return BadRequest(_malformed_v2(f"{field} refers to symbol {bad}; the symbols table has {size} entries"))
-
-
-def check_exemplar_refs(symbols: list[str]) -> Callable[[Any], None]:
-    """A function checking the label references of a 2.0 series' exemplars against `symbols`."""
-    size = len(symbols)
-
-    def check(exemplars: Iterable[Any]) -> None:
-        for exemplar in exemplars:
-            refs = exemplar.labels_refs
-            if len(refs) % 2:
-                raise _odd_references("exemplar labels_refs", len(refs))
-            if refs and max(refs) >= size:
-                raise _bad_reference("exemplar labels_refs", refs, size)
-
-    return check
-
-
-def request_symbols(request: Any) -> list[str]:
-    """The symbols table of a 2.0 Request, checked: it starts with "" (index 0 stands for an
-    unset string). An empty table is only valid if nothing refers to it, which the series'
-    references then show."""
-    symbols = list(request.symbols)
-    if symbols and symbols[0] != "":
-        raise BadRequest(_malformed_v2(f'symbols[0] must be the empty string, got {_cut(symbols[0], 40)!r}'))
-    return symbols
-
-
-def unstorable_value_reason(value: float) -> str | None:
-    """Why a sample value cannot be stored as a Timestream DOUBLE, or None if it can."""
-    if value != value:
-        return DROP_STALE if struct.pack("<d", value) == _STALE_BYTES else DROP_NAN
-    if value == _INF or value == -_INF:
-        return DROP_INF
-    return None
+    return SeriesCache(map_interned, max_entries or settings.series_cache_size, on_clear=pairs.clear)
 
 
 def build_records(
-    timeseries: Iterable[Any], settings: Settings, now_ms: int, cache: SeriesCache | None = None
+    timeseries: Iterable[Any], settings: Settings, now_ms: int, cache: SeriesCache[MappedSeries] | None = None
 ) -> RecordBatch:
     """Turn 1.0 TimeSeriesLabelBytes (labels as serialised bytes, see codec) into records."""
-    resolve = (cache or SeriesCache(settings)).resolver_v1()
+    resolve = (cache or series_cache(settings)).resolver_v1()
     return _build(
-        timeseries, resolve, settings, now_ms, histogram_of=Histogram.FromString, exemplar_of=_exemplar_v1
+        timeseries, resolve, settings, now_ms, histogram_of=Histogram.FromString, exemplar_of=exemplar_v1
     )
 
 
 def build_records_v2(
-    request: Any, settings: Settings, now_ms: int, cache: SeriesCache | None = None
+    request: Any, settings: Settings, now_ms: int, cache: SeriesCache[MappedSeries] | None = None
 ) -> RecordBatch:
     """Turn a 2.0 Request into records. Metadata (type, help, unit) and start timestamps are
     accepted and not stored. A reference outside the symbols table, or a symbols table that
     does not start with "", is a BadRequest for the whole request: it is raised before any
     record is written, since the other references of such a request cannot be trusted either."""
     symbols = request_symbols(request)
-    resolve = (cache or SeriesCache(settings)).resolver_v2(symbols)
-    check = check_exemplar_refs(symbols)
-
-    def exemplar_of(exemplar: Any) -> tuple[float, int, list[tuple[str, str]]]:
-        refs = exemplar.labels_refs
-        return exemplar.value, exemplar.timestamp, [
-            (symbols[refs[i]], symbols[refs[i + 1]]) for i in range(0, len(refs), 2)
-        ]
-
+    resolve = (cache or series_cache(settings)).resolver_v2(symbols)
     return _build(request.timeseries, resolve, settings, now_ms, histogram_of=_same,
-                  exemplar_of=exemplar_of, check_exemplars=check)
+                  exemplar_of=exemplar_v2(symbols), check_exemplars=check_exemplar_refs(symbols))
 
 
 def _same(histogram: Any) -> Any:
     return histogram
-
-
-def _exemplar_v1(raw: bytes) -> tuple[float, int, list[tuple[str, str]]]:
-    try:
-        exemplar = ExemplarV1.FromString(raw)
-    except DecodeError:
-        raise BadRequest("body is not a valid protobuf WriteRequest: an exemplar does not parse") from None
-    return exemplar.value, exemplar.timestamp, [(label.name, label.value) for label in exemplar.labels]
 
 
 def _build(

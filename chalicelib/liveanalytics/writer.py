@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from chalicelib.batching import CallPlanner, chunks
 from chalicelib.destinations import Destination
 from chalicelib.errors import (
     REJECTED_RECORDS,
@@ -27,10 +26,12 @@ from chalicelib.errors import (
     TimestreamError,
     classify,
 )
-from chalicelib.metering import multi_write_units, write_units
+from chalicelib.liveanalytics.batching import CallPlanner, chunks
+from chalicelib.liveanalytics.metering import multi_write_units, write_units
+from chalicelib.liveanalytics.records import MultiRecord, Record, RecordBatch, holds_multi_records
+from chalicelib.liveanalytics.write_body import shared_attributes
 from chalicelib.outcome import Outcome
-from chalicelib.records import HISTOGRAM_DROPS, MultiRecord, Record, RecordBatch, holds_multi_records
-from chalicelib.write_body import shared_attributes
+from chalicelib.series import HISTOGRAM_DROPS
 
 _BACKOFF_BASE_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 2.0

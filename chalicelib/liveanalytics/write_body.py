@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from json.encoder import encode_basestring as _json_string
 
-from chalicelib.records import MappedSeries, MultiRecord, Record, holds_multi_records
+from chalicelib.liveanalytics.records import MappedSeries, MultiRecord, Record, holds_multi_records
 
 # Marks a series rendered once, with nothing kept (see write_records_body).
 _SEEN_ONCE: tuple[None, str] = (None, "")

@@ -1,0 +1,1 @@
+"""Timestream for LiveAnalytics: series -> WriteRecords calls, matchers -> SQL."""

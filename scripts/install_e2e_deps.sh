@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Installs the real remote-write senders the end-to-end tests run: Prometheus (Debian package
-# `prometheus`, 2.42 on bookworm) and vmagent (Debian package `victoria-metrics`).
+# `prometheus`, 2.42 on bookworm), vmagent (Debian package `victoria-metrics`) and the InfluxDB the
+# influxdb engine's tests write to (Debian package `influxdb`, 1.6.7).
 # Idempotent: when both binaries are already there it installs nothing and only prints versions.
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
 PROMETHEUS_BIN=${PROMETHEUS_BIN:-/usr/bin/prometheus}
 VMAGENT_BIN=${VMAGENT_BIN:-/usr/bin/vmagent}
+INFLUXD_BIN=${INFLUXD_BIN:-/usr/bin/influxd}
 
 missing=()
 [ -x "$PROMETHEUS_BIN" ] || missing+=(prometheus)
 [ -x "$VMAGENT_BIN" ] || missing+=(victoria-metrics)
+[ -x "$INFLUXD_BIN" ] || missing+=(influxdb)
 
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=()
@@ -49,7 +52,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     rm -f "$log"
 fi
 
-for bin in "$PROMETHEUS_BIN" "$VMAGENT_BIN"; do
+for bin in "$PROMETHEUS_BIN" "$VMAGENT_BIN" "$INFLUXD_BIN"; do
     if [ ! -x "$bin" ]; then
         echo "install_e2e_deps: $bin is still missing after install" >&2
         exit 1
@@ -67,3 +70,4 @@ version() {
 }
 echo "prometheus: $(version "$PROMETHEUS_BIN" --version prometheus)"
 echo "vmagent: $(version "$VMAGENT_BIN" -version victoria-metrics)"
+echo "influxd: $(version "$INFLUXD_BIN" version influxdb)"

@@ -4,6 +4,11 @@
 #   <out>/simple-template.yml        no parameters, basic auth            (templates/simple.yml)
 #   <out>/advanced-template.yml      parameters, basic auth               (templates/advanced.yml)
 #   <out>/advanced-iam-template.yml  parameters, SigV4 auth, AUTH_MODE=iam (advanced.yml + iam.yml)
+#   <out>/influxdb-{simple,advanced,advanced-iam}-template.yml
+#                                    the same three for Timestream for InfluxDB (STORAGE_ENGINE=influxdb):
+#                                    each variant above + templates/influxdb.yml (+ influxdb-advanced.yml,
+#                                    + influxdb-iam.yml). Packaged with the same stage: the templates
+#                                    set the engine, its URL and the role's policy themselves.
 #   <out>/deployment.zip             app.py, chalicelib/ and the Linux x86_64 wheels of
 #                                    requirements.txt, for the Lambda runtime
 #
@@ -39,7 +44,8 @@ trap 'rm -rf "$work_dir"' EXIT
 
 # chalice takes one merge template: deep-merge each variant's layers into one file first (later
 # layers win), with chalice's own YAML loader and merger so the result is what chalice would have
-# made of them.
+# made of them. A key whose value is null in a layer is removed (chalice's merger cannot remove
+# anything; the InfluxDB layers drop the Timestream policy this way).
 merge() {  # merge OUT LAYER...
     "$bin_dir/python" - "$@" <<'PY'
 import sys
@@ -53,8 +59,18 @@ merged = {}
 for path in layer_paths:
     with open(path) as layer:
         merged = TemplateDeepMerger().merge(serializer.load_template(layer.read(), path), merged)
+
+
+def without_nulls(node):
+    if isinstance(node, dict):
+        return {key: without_nulls(value) for key, value in node.items() if value is not None}
+    if isinstance(node, list):
+        return [without_nulls(item) for item in node]
+    return node
+
+
 with open(out_path, "w") as out:
-    yaml.safe_dump(merged, out, sort_keys=False)
+    yaml.safe_dump(without_nulls(merged), out, sort_keys=False)
 PY
 }
 
@@ -88,6 +104,12 @@ merge "$work_dir/advanced.yml" templates/advanced.yml templates/gateway-response
 merge "$work_dir/advanced-iam.yml" templates/advanced.yml templates/gateway-responses.yml templates/iam.yml \
     "$work_dir/signed-routes.yml"
 
+# Timestream for InfluxDB: the same three variants with the InfluxDB layers on top.
+merge "$work_dir/influxdb-simple.yml" "$work_dir/simple.yml" templates/influxdb.yml
+merge "$work_dir/influxdb-advanced.yml" "$work_dir/advanced.yml" templates/influxdb.yml templates/influxdb-advanced.yml
+merge "$work_dir/influxdb-advanced-iam.yml" "$work_dir/advanced-iam.yml" templates/influxdb.yml \
+    templates/influxdb-advanced.yml templates/influxdb-iam.yml
+
 package() {  # package VARIANT MERGE_TEMPLATE
     local variant=$1 merge_template=$2
     echo "package.sh: $variant (stage $stage, merge template $merge_template)"
@@ -101,12 +123,14 @@ package() {  # package VARIANT MERGE_TEMPLATE
 
 for variant in simple advanced advanced-iam; do
     package "$variant" "$work_dir/$variant.yml"
+    package "influxdb-$variant" "$work_dir/influxdb-$variant.yml"
 done
 
 mkdir -p "$out_dir"
 for variant in simple advanced advanced-iam; do
     cp "$work_dir/$variant/sam.yaml" "$out_dir/$variant-template.yml"
+    cp "$work_dir/influxdb-$variant/sam.yaml" "$out_dir/influxdb-$variant-template.yml"
 done
 # The three zips hold the same app and dependencies; ship one.
 cp "$work_dir/advanced/deployment.zip" "$out_dir/deployment.zip"
-echo "package.sh: wrote $out_dir/{simple,advanced,advanced-iam}-template.yml and $out_dir/deployment.zip"
+echo "package.sh: wrote $out_dir/{,influxdb-}{simple,advanced,advanced-iam}-template.yml and $out_dir/deployment.zip"

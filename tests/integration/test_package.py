@@ -932,3 +932,218 @@ def test_deploy_guide_covers_every_parameter_and_output(templates: dict[str, dic
     names -= {"APIHandlerArn", "APIHandlerName", "RestAPIId", "EndpointURL"}  # chalice's own outputs
     missing = sorted(name for name in names if name not in guide)
     assert not missing, f"docs/deploy.md does not mention {missing}"
+
+
+# --- Timestream for InfluxDB (STORAGE_ENGINE=influxdb) -------------------------------------------
+
+INFLUX_VARIANTS = tuple(f"influxdb-{variant}" for variant in VARIANTS)
+INFLUX_PARAMETERISED = tuple(f"influxdb-{variant}" for variant in PARAMETERISED)
+INFLUX_URL = "https://abcdefghij-111122223333.eu-west-1.timestream-influxdb.amazonaws.com:8086"
+TOKEN_SECRET = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:prometheus/influxdb-token-AbCdEf"
+# What a policy of the InfluxDB variants may grant: the function its logs, a VPC's network
+# interfaces (Lambda's own list, AWSLambdaVPCAccessExecutionRole) and, in the IAM variant, its one
+# secret; senders of the IAM variant execute-api:Invoke.
+VPC_ACTIONS = {
+    "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+}
+INFLUX_ALLOWED_ACTIONS = {
+    "logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue", "execute-api:Invoke",
+} | VPC_ACTIONS
+# Values for the parameters that have no default (the InfluxDB endpoint and, IAM variant, the secret).
+INFLUX_REQUIRED = {"InfluxDBURL": INFLUX_URL, "InfluxDBTokenSecretArn": TOKEN_SECRET}
+
+
+@pytest.fixture(scope="module")
+def influx_templates(dist: Path) -> dict[str, dict[str, Any]]:
+    return {variant: yaml.safe_load((dist / f"{variant}-template.yml").read_text()) for variant in INFLUX_VARIANTS}
+
+
+def _influx_values(template: dict[str, Any], **overrides: str) -> dict[str, str]:
+    values = _defaults(template)
+    values.update({name: value for name, value in INFLUX_REQUIRED.items() if name in template["Parameters"]})
+    return values | overrides
+
+
+def _role_statements(template: dict[str, Any], values: dict[str, str]) -> list[dict[str, Any]]:
+    role = _evaluate(_resource(template, "ApiHandlerRole"), template, values)
+    return [statement for policy in role["Policies"] for statement in policy["PolicyDocument"]["Statement"]]
+
+
+def test_influxdb_templates_are_written_beside_the_others_and_pass_cfn_lint(
+    dist: Path, influx_templates: dict[str, dict[str, Any]]
+) -> None:
+    for variant, template in influx_templates.items():
+        function = _resource(template, "APIHandler")
+        assert function["CodeUri"] == "./deployment.zip", variant
+        assert template["Transform"] == "AWS::Serverless-2016-10-31", variant
+        assert "InfluxDB" in template["Description"], variant
+    files = [str(dist / f"{variant}-template.yml") for variant in INFLUX_VARIANTS]
+    result = subprocess.run([str(BIN / "cfn-lint"), *files], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_influxdb_templates_pass_the_sam_transform_and_lint_after_it(
+    influx_templates: dict[str, dict[str, Any]], tmp_path: Path, sam_transform: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    translated_files = []
+    for variant, template in influx_templates.items():
+        # The transform needs a value for every parameter; the two required ones have none.
+        template = copy.deepcopy(template)
+        for name, value in INFLUX_REQUIRED.items():
+            if name in template["Parameters"]:
+                template["Parameters"][name]["Default"] = value
+        output = sam_transform(template)
+        function = output["Resources"]["APIHandler"]["Properties"]
+        assert function["Environment"] == _resource(template, "APIHandler")["Environment"], variant
+        assert function["VpcConfig"] == _resource(template, "APIHandler")["VpcConfig"], variant
+        path = tmp_path / f"{variant}-cfn.yml"
+        path.write_text(yaml.dump(output, Dumper=_NoAliases))
+        translated_files.append(str(path))
+    result = subprocess.run([str(BIN / "cfn-lint"), *translated_files], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("variant", INFLUX_VARIANTS)
+def test_influxdb_templates_have_no_timestream_permission_or_parameter(
+    influx_templates: dict[str, dict[str, Any]], variant: str
+) -> None:
+    template = influx_templates[variant]
+    text = json.dumps(template)
+    assert "timestream:" not in text
+    assert "TimestreamPolicy" not in template["Resources"] and "TimestreamPolicyArn" not in template["Outputs"]
+    assert not [name for name in template.get("Parameters", {}) if name.startswith("Timestream")]
+    # With a VPC, so that the conditional statement is there too.
+    values = _influx_values(template, SubnetIds="subnet-0a1", SecurityGroupIds="sg-0c3")
+    for where, document in _policy_documents(template):
+        for statement in _evaluate(document, template, values)["Statement"]:
+            assert set(_as_list(statement["Action"])) <= INFLUX_ALLOWED_ACTIONS, (variant, where)
+            if statement["Resource"] == "*":  # only what EC2 cannot scope to a resource
+                assert set(statement["Action"]) == VPC_ACTIONS, (variant, where)
+
+
+@pytest.mark.parametrize("variant", INFLUX_VARIANTS)
+def test_influxdb_environment_names_the_engine_and_url_and_loads(
+    influx_templates: dict[str, dict[str, Any]], variant: str
+) -> None:
+    template = influx_templates[variant]
+    environment = _environment(template)
+    assert environment["STORAGE_ENGINE"] == "influxdb"
+    assert environment["INFLUXDB_URL"] == {"Ref": "InfluxDBURL"}
+    assert "InfluxDBURL" in template["Outputs"]
+    config_source = (ROOT / "chalicelib" / "config.py").read_text()
+    for name in environment:
+        assert f'"{name}"' in config_source, f"{name} is not read by chalicelib/config.py"
+    values = _influx_values(template)
+    resolved = {name: str(_evaluate(value, template, values)) for name, value in environment.items()}
+    settings = load_settings(resolved)
+    assert (settings.storage_engine, settings.influxdb_url) == ("influxdb", INFLUX_URL)
+    assert settings.auth_mode == ("iam" if variant.endswith("-iam") else "basic")
+    assert settings.write_budget_seconds < int(_evaluate(_resource(template, "APIHandler")["Timeout"], template, values))
+
+
+@pytest.mark.parametrize("variant", INFLUX_VARIANTS)
+def test_influxdb_url_parameter_takes_an_endpoint_and_nothing_else(
+    influx_templates: dict[str, dict[str, Any]], variant: str
+) -> None:
+    parameter = influx_templates[variant]["Parameters"]["InfluxDBURL"]
+    assert "Default" not in parameter  # no endpoint is a sensible default: CloudFormation asks for it
+    pattern = parameter["AllowedPattern"]
+    for good in (INFLUX_URL, "http://10.0.0.12:8086", "https://influx.example.com/prefix"):
+        assert re.fullmatch(pattern, good), good
+        assert load_settings({"STORAGE_ENGINE": "influxdb", "INFLUXDB_URL": good}).influxdb_url == good
+    for bad in ("influx.example.com:8086", "https://user:secret@influx.example.com", "https://h:8086/write?db=x",
+                "ftp://h", "https://h :8086"):
+        assert not re.fullmatch(pattern, bad), bad
+
+
+@pytest.mark.parametrize("variant", INFLUX_VARIANTS)
+def test_influxdb_function_is_placed_in_a_vpc_only_when_subnets_are_given(
+    influx_templates: dict[str, dict[str, Any]], variant: str
+) -> None:
+    template = influx_templates[variant]
+    for name in ("SubnetIds", "SecurityGroupIds"):
+        assert template["Parameters"][name]["Type"] == "CommaDelimitedList"
+        assert template["Parameters"][name]["Default"] == ""
+    outside = _influx_values(template)
+    function = _evaluate(_resource(template, "APIHandler"), template, outside)
+    assert "VpcConfig" not in function
+    assert not [s for s in _role_statements(template, outside) if set(_as_list(s["Action"])) & VPC_ACTIONS]
+
+    inside = _influx_values(template, SubnetIds="subnet-0a1,subnet-0b2", SecurityGroupIds="sg-0c3")
+    function = _evaluate(_resource(template, "APIHandler"), template, inside)
+    assert function["VpcConfig"] == {"SubnetIds": ["subnet-0a1", "subnet-0b2"], "SecurityGroupIds": ["sg-0c3"]}
+    (vpc,) = [s for s in _role_statements(template, inside) if set(_as_list(s["Action"])) & VPC_ACTIONS]
+    # In the role itself: Lambda checks these when it creates the function, before any later policy.
+    assert set(vpc["Action"]) == VPC_ACTIONS and vpc["Resource"] == "*"
+    assert template["Rules"]["VpcComplete"]["Assertions"], "subnets without security groups must be refused"
+
+
+def test_only_the_iam_variant_reads_a_token_and_only_its_one_secret(influx_templates: dict[str, dict[str, Any]]) -> None:
+    for variant, template in influx_templates.items():
+        environment = _environment(template)
+        # A token is InfluxDB's password: never a plain variable or parameter anyone reading the
+        # function's configuration or the stack's parameters would see.
+        for name in list(environment) + list(template["Parameters"]):
+            upper = name.upper()
+            if "TOKEN" in upper or "PASSWORD" in upper or "SECRET" in upper:
+                assert upper.endswith(("SECRET_ARN", "SECRETARN")), (variant, name)
+        values = _influx_values(template)
+        secret_statements = [s for s in _role_statements(template, values) if "secretsmanager:GetSecretValue" in s["Action"]]
+        if variant.endswith("-iam"):
+            assert environment["INFLUXDB_TOKEN_SECRET_ARN"] == {"Ref": "InfluxDBTokenSecretArn"}
+            assert [s["Resource"] for s in secret_statements] == [TOKEN_SECRET]
+            assert [s["Action"] for s in secret_statements] == [["secretsmanager:GetSecretValue"]]
+            pattern = template["Parameters"]["InfluxDBTokenSecretArn"]["AllowedPattern"]
+            assert re.fullmatch(pattern, TOKEN_SECRET)
+            assert not re.fullmatch(pattern, "*") and not re.fullmatch(pattern, "arn:aws:s3:::bucket")
+            assert not re.fullmatch(pattern, "arn:aws:secretsmanager:eu-west-1:111122223333:secret:*")
+        else:
+            assert "INFLUXDB_TOKEN_SECRET_ARN" not in environment and not secret_statements, variant
+
+
+@pytest.mark.parametrize("variant", INFLUX_PARAMETERISED)
+def test_influxdb_advanced_parameters_have_descriptions_and_uses(
+    influx_templates: dict[str, dict[str, Any]], variant: str
+) -> None:
+    template = influx_templates[variant]
+    parameters = template["Parameters"]
+    used = _names_used(template["Resources"]) | _names_used(template["Outputs"])
+    for name, spec in parameters.items():
+        assert spec.get("Description"), name
+        assert name in used, f"parameter {name} is not wired into any resource or output"
+        assert "Default" in spec or name in INFLUX_REQUIRED, name
+    # InfluxDB has databases, no tables: a default database alone routes a series.
+    assert "DefaultTable" not in parameters and "DEFAULT_TABLE" not in _environment(template)
+    settings = load_settings({
+        name: str(_evaluate(value, template, _influx_values(template, DefaultDatabase="prometheus")))
+        for name, value in _environment(template).items()
+    })
+    assert settings.default_database == "prometheus"
+    grouped = [name for group in template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+               for name in group["Parameters"]]
+    assert sorted(grouped) == sorted(parameters)
+
+
+def test_chalice_stage_influxdb_writes_to_influxdb_with_a_policy_for_its_logs_only() -> None:
+    stage = _chalice_config()["stages"]["influxdb"]
+    policy = json.loads((ROOT / ".chalice" / stage["iam_policy_file"]).read_text())
+    actions = {action for statement in policy["Statement"] for action in _as_list(statement["Action"])}
+    assert actions == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert "/aws/lambda/prometheus-timestream-influxdb" in json.dumps(policy)
+    environment = stage["environment_variables"]
+    # The endpoint is the user's to add: without it `chalice deploy` stops naming the variable.
+    with pytest.raises(ConfigError, match="INFLUXDB_URL"):
+        load_settings(environment)
+    settings = load_settings(environment | {"INFLUXDB_URL": INFLUX_URL})
+    assert settings.storage_engine == "influxdb"
+    assert settings.write_budget_seconds + 3 <= stage["lambda_timeout"] <= 29
+
+
+def test_deploy_guide_covers_the_influxdb_parameters_and_outputs(influx_templates: dict[str, dict[str, Any]]) -> None:
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    template = influx_templates["influxdb-advanced-iam"]
+    names = set(template["Parameters"]) | set(template["Outputs"]) | {f"{v}-template.yml" for v in INFLUX_VARIANTS}
+    names -= {"APIHandlerArn", "APIHandlerName", "RestAPIId", "EndpointURL"}
+    missing = sorted(name for name in names if name not in guide)
+    assert not missing, f"docs/deploy.md does not mention {missing}"

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from local_influxdb.server import LocalInfluxDB, start
+
+from .influx import PASSWORD
 from .launcher import Launcher
 from .senders import PROMETHEUS_BIN, VMAGENT_BIN
 from .stack import AccessKey, MotoTimestream, new_access_key
@@ -81,6 +84,17 @@ def moto(log_root: Path, aws_key: AccessKey) -> Iterator[MotoTimestream]:
     server = MotoTimestream(log_root, aws_key)
     try:
         server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def influxdb(log_root: Path) -> Iterator[LocalInfluxDB]:
+    """One real InfluxDB (Debian's influxd 1.6.7) for the session, with auth on: the connector
+    must pass on the credentials Prometheus sends. Each test uses databases of its own."""
+    server = start(log_root / "influxdb", auth=True, password=PASSWORD)
+    try:
         yield server
     finally:
         server.stop()

@@ -66,6 +66,11 @@ class Settings:
     # server of InfluxDB's v1-compatible HTTP API) at influxdb_url.
     storage_engine: str = "liveanalytics"
     influxdb_url: str | None = None
+    # Lines per InfluxDB /write request: thousands per request is InfluxDB's own advice; a 413
+    # splits a request further.
+    influxdb_batch_lines: int = 5000
+    # AUTH_MODE=iam with InfluxDB: the Secrets Manager secret holding the function's token.
+    influxdb_token_secret_arn: str | None = None
 
 
 _AUTH_MODES = ("basic", "iam")
@@ -139,6 +144,7 @@ _BOUNDED = (
     ("read_columns_ttl_seconds", "READ_COLUMNS_TTL_SECONDS", float, 1.0, 86_400.0),
     ("read_columns_refresh_seconds", "READ_COLUMNS_REFRESH_SECONDS", float, 0.0, 86_400.0),
     ("read_columns_cache_size", "READ_COLUMNS_CACHE_SIZE", int, 1, 100_000),
+    ("influxdb_batch_lines", "INFLUXDB_BATCH_LINES", int, 1, 1_000_000),
 )
 
 
@@ -152,12 +158,27 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("DATABASE_LABEL and TABLE_LABEL must differ")
     default_database = _text(env, "DEFAULT_DATABASE", None)
     default_table = _text(env, "DEFAULT_TABLE", None)
-    if (default_database is None) != (default_table is None):
-        raise ConfigError("DEFAULT_DATABASE and DEFAULT_TABLE must be set together")
     storage_engine = _choice(env, "STORAGE_ENGINE", defaults.storage_engine, STORAGE_ENGINES)
+    # InfluxDB stores no table (the database is the whole destination), so DEFAULT_DATABASE is
+    # enough there; a DEFAULT_TABLE alone still routes nothing.
+    if default_table is not None and default_database is None:
+        raise ConfigError("DEFAULT_TABLE needs DEFAULT_DATABASE: set both, or neither")
+    if storage_engine == "liveanalytics" and default_database is not None and default_table is None:
+        raise ConfigError("DEFAULT_DATABASE and DEFAULT_TABLE must be set together")
     influxdb_url = _text(env, "INFLUXDB_URL", None)
     if storage_engine == "influxdb" and influxdb_url is None:
         raise ConfigError("INFLUXDB_URL must be set when STORAGE_ENGINE is influxdb (e.g. https://host:8086)")
+    if influxdb_url is not None and not re.fullmatch(r"https?://[^/?#\s@]+(/[^?#\s]*)?", influxdb_url):
+        raise ConfigError(
+            f"INFLUXDB_URL must be http(s)://host[:port][/path] without credentials, got {influxdb_url!r}"
+        )
+    auth_mode = _choice(env, "AUTH_MODE", defaults.auth_mode, _AUTH_MODES)
+    token_secret = _text(env, "INFLUXDB_TOKEN_SECRET_ARN", None)
+    if storage_engine == "influxdb" and auth_mode == "iam" and token_secret is None:
+        raise ConfigError(
+            "INFLUXDB_TOKEN_SECRET_ARN must be set when STORAGE_ENGINE is influxdb and AUTH_MODE is iam "
+            "(the Secrets Manager secret holding the function's InfluxDB token)"
+        )
     return Settings(
         database_label=database_label,
         table_label=table_label,
@@ -166,12 +187,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         region=_text(env, "AWS_REGION", None) or _text(env, "AWS_DEFAULT_REGION", None),
         write_endpoint=_text(env, "TIMESTREAM_WRITE_ENDPOINT", None),
         query_endpoint=_text(env, "TIMESTREAM_QUERY_ENDPOINT", None),
-        auth_mode=_choice(env, "AUTH_MODE", defaults.auth_mode, _AUTH_MODES),
+        auth_mode=auth_mode,
         log_level=_choice(env, "LOG_LEVEL", defaults.log_level, _LOG_LEVELS),
         metrics_namespace=_namespace(env, defaults.metrics_namespace),
         function_name=_text(env, "AWS_LAMBDA_FUNCTION_NAME", defaults.function_name),
         storage_engine=storage_engine,
         influxdb_url=influxdb_url,
+        influxdb_token_secret_arn=token_secret,
         **{
             field: _bounded(env, variable, getattr(defaults, field), kind, low, high)
             for field, variable, kind, low, high in _BOUNDED

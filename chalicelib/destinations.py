@@ -41,8 +41,14 @@ class Destination(NamedTuple):
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{3,256}")
 
 
-def route(labels: Labels, settings: Settings) -> tuple[Destination | None, Labels]:
-    """Return (destination or None when there is none, labels without the routing labels)."""
+def route(
+    labels: Labels, settings: Settings, *, table_required: bool = True
+) -> tuple[Destination | None, Labels]:
+    """Return (destination or None when there is none, labels without the routing labels).
+
+    With `table_required` False (an engine that stores no table, such as InfluxDB's, where the
+    database alone is the destination) a series without a table gets the table "" instead of
+    no destination; its table label is still taken off."""
     database = table = None
     kept: Labels = []
     database_label = settings.database_label
@@ -55,7 +61,7 @@ def route(labels: Labels, settings: Settings) -> tuple[Destination | None, Label
         else:
             kept.append((name, value))
     database = database or settings.default_database
-    table = table or settings.default_table
+    table = table or settings.default_table or ("" if not table_required else None)
     if database is None or table is None:
         return None, kept
     return Destination(database, table), kept
@@ -74,7 +80,13 @@ class ReadTarget(NamedTuple):
     echo: tuple[tuple[str, str], ...] = ()
 
 
-def select_destination(matchers: Sequence[Matcher], settings: Settings) -> ReadTarget | None:
+def select_destination(
+    matchers: Sequence[Matcher],
+    settings: Settings,
+    *,
+    table_required: bool = True,
+    timestream_names: bool = True,
+) -> ReadTarget | None:
     """The table a query reads, from its routing-label matchers and the configured defaults.
 
     Each routing label is resolved on its own (as on the write path): an `=` matcher with a
@@ -84,6 +96,9 @@ def select_destination(matchers: Sequence[Matcher], settings: Settings) -> ReadT
     matchers contradict each other the query is provably empty (None); if a matcher fails only
     because it wanted other destinations (`!=`, `=~`, `!~` without `=`) it is a BadRequest,
     because one query reads one table. Missing destination or invalid name: BadRequest.
+    With `table_required` False a query without a table reads the table "" (as `route`); with
+    `timestream_names` False the names are not held to Timestream's rules (the engine's server
+    judges them).
     """
     names: dict[str, str] = {}
     echo: list[tuple[str, str]] = []
@@ -105,14 +120,14 @@ def select_destination(matchers: Sequence[Matcher], settings: Settings) -> ReadT
                 f"{matcher} cannot select a {what}: a query reads one {what}, chosen with "
                 f'{label}="name" or else {variable}'
             )
-        name = value or default
-        if not name:
+        name = value or default or ("" if what == "table" and not table_required else None)
+        if name is None:
             raise BadRequest(f'no {what} for this query: add the matcher {label}="name" or set {variable}')
         names[what] = name
         if value:
             echo.append((label, value))
     destination = Destination(names["database"], names["table"])
-    if not is_valid_destination(destination):
+    if timestream_names and not is_valid_destination(destination):
         raise BadRequest(
             f"invalid Timestream database or table name {destination.database!r}.{destination.table!r}: "
             "3-256 letters, digits, '_', '-' or '.'"

@@ -14,18 +14,18 @@ has one type per table, and the metric's own is DOUBLE or the histogram's MULTI)
 dimensions, and the measures `exemplar_value` (DOUBLE) and `exemplar_labels` (VARCHAR: a JSON
 object of the exemplar's labels, e.g. {"trace_id": "..."}).
 
-The 1.0 and 2.0 Histogram messages have the same fields (2.0 adds start_timestamp, which is
-not stored), so both are read with the 2.0 message and stored in one encoding.
+The encoding itself (and the stale marker) is the protocol side's: native_histograms.py.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import struct
 from json.encoder import encode_basestring as _json_string
 
+from chalicelib.native_histograms import decode_histogram, encode_histogram, is_stale
 from chalicelib.prompb.remote_write_v2_pb2 import Histogram
+
+__all__ = ["decode_histogram", "exemplar_measures", "histogram_measures", "is_stale"]
 
 HISTOGRAM_COUNT = "histogram_count"
 HISTOGRAM_SUM = "histogram_sum"
@@ -43,7 +43,6 @@ EXEMPLAR_SUFFIX = "@exemplar"
 # Timestream: a VARCHAR measure value is at most 2 KiB.
 MAX_VARCHAR_CHARACTERS = 2048
 DOUBLE_BYTES = 8
-_STALE_BYTES = struct.pack("<Q", 0x7FF0000000000002)
 _INF = float("inf")
 
 
@@ -55,19 +54,10 @@ def _varchar_measure(name: str, value: str) -> str:
     return f'{{"Name":"{name}","Value":{_json_string(value)},"Type":"VARCHAR"}}'
 
 
-def is_stale(histogram: Histogram) -> bool:
-    """A stale marker: Prometheus sends a histogram whose sum is the stale NaN."""
-    return struct.pack("<d", histogram.sum) == _STALE_BYTES
-
-
 def histogram_measures(histogram: Histogram) -> tuple[str, int]:
     """(the MeasureValues JSON of `histogram`, the bytes its measures count towards the record
     size: names and values). `histogram` is changed (its timestamps cleared)."""
-    histogram.timestamp = 0
-    histogram.start_timestamp = 0
-    blob = base64.b64encode(histogram.SerializeToString(deterministic=True)).decode()
-    floats = histogram.WhichOneof("count") == "count_float"
-    count = float(histogram.count_float if floats else histogram.count_int)
+    blob, count, _sum = encode_histogram(histogram)
     measures = []
     size = 0
     if -_INF < count < _INF:
@@ -94,9 +84,3 @@ def exemplar_measures(value: float, labels: list[tuple[str, str]]) -> tuple[str,
     if len(text) > MAX_VARCHAR_CHARACTERS:
         size = max(size, MAX_VARCHAR_CHARACTERS + 1)
     return measures, size
-
-
-def decode_histogram(blob: str, timestamp_ms: int, into: object) -> None:
-    """Fill `into` (a 1.0 prompb Histogram) from a stored `histogram_proto` value."""
-    into.ParseFromString(base64.b64decode(blob))  # type: ignore[attr-defined]
-    into.timestamp = timestamp_ms  # type: ignore[attr-defined]

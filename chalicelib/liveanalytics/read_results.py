@@ -23,7 +23,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from chalicelib.errors import ConnectorError, PayloadTooLarge
+from chalicelib.errors import ConnectorError
 from chalicelib.liveanalytics.histograms import HISTOGRAM_PROTO, MEASURE_COLUMNS, decode_histogram
 from chalicelib.liveanalytics.query_sql import (
     MEASURE_NAME_COLUMN,
@@ -34,6 +34,13 @@ from chalicelib.liveanalytics.query_sql import (
 from chalicelib.liveanalytics.records import NAME_ONLY_DIMENSION
 from chalicelib.matchers import METRIC_NAME_LABEL
 from chalicelib.prompb import prometheus_remote_pb2 as pb
+from chalicelib.read_budget import SERIES_OVERHEAD as _SERIES_OVERHEAD
+from chalicelib.read_budget import ResponseBudget
+from chalicelib.read_budget import field_size as _field_size
+from chalicelib.read_budget import label_size as _label_size
+from chalicelib.read_budget import sample_size as _sample_size
+
+__all__ = ["ResponseBudget", "column_names", "parse_timestamp_ms", "scalar", "series_from_pages"]
 
 # Columns that are never labels: Timestream's own, and the one the connector owns.
 _NOT_LABELS = frozenset({TIME_COLUMN, MEASURE_NAME_COLUMN, NAME_ONLY_DIMENSION[0], *MEASURE_COLUMNS})
@@ -55,60 +62,6 @@ def scalar(data: Sequence[Mapping[str, Any]], index: int) -> str | None:
     if datum.get("NullValue"):
         return None
     return datum.get("ScalarValue")
-
-
-# --------------------------------------------------------------------------------------------
-# Size accounting
-
-
-def _varint_size(value: int) -> int:
-    size = 1
-    while value >= 0x80:
-        value >>= 7
-        size += 1
-    return size
-
-
-def _field_size(payload: int) -> int:
-    """Bytes of a length-delimited protobuf field (one-byte tag) carrying `payload` bytes."""
-    return 1 + _varint_size(payload) + payload
-
-
-def _label_size(name: str, value: str) -> int:
-    inner = _field_size(len(name.encode())) + _field_size(len(value.encode()))
-    return _field_size(inner)
-
-
-def _sample_size(timestamp_ms: int) -> int:
-    # Tag + length, the double (tag + 8) and the timestamp (tag + varint); an upper bound,
-    # since proto3 leaves out zero values.
-    return 2 + 9 + 1 + _varint_size(timestamp_ms if timestamp_ms >= 0 else 1 << 63)
-
-
-# Length prefixes of a TimeSeries and of a QueryResult: at most 5 bytes each below 2**35 bytes.
-_SERIES_OVERHEAD = 1 + 5
-_RESULT_OVERHEAD = 1 + 5
-
-
-class ResponseBudget:
-    """Counts an upper bound of the encoded ReadResponse size; PayloadTooLarge past the limit."""
-
-    def __init__(self, limit_bytes: int) -> None:
-        self.limit = limit_bytes
-        self.used = 0
-
-    def charge(self, size: int) -> None:
-        """Count `size` more bytes; PayloadTooLarge once the total passes the limit."""
-        self.used += size
-        if self.used > self.limit:
-            raise PayloadTooLarge(
-                f"the answer exceeds {self.limit} bytes, the most a response can carry: narrow the "
-                "query (a shorter time range or more specific label matchers)"
-            )
-
-    def charge_result(self) -> None:
-        """Count one QueryResult's own bytes (its series are charged as they are decoded)."""
-        self.charge(_RESULT_OVERHEAD)
 
 
 # --------------------------------------------------------------------------------------------

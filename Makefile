@@ -39,6 +39,7 @@ package: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_write.py
+	$(BIN)/python bench/bench_engines.py
 
 bench-local: $(STAMP)
 	$(BIN)/python bench/bench_local_query.py $(ARGS)

@@ -2,18 +2,36 @@
 # Installs the real remote-write senders the end-to-end tests run: Prometheus (Debian package
 # `prometheus`, 2.42 on bookworm), vmagent (Debian package `victoria-metrics`) and the InfluxDB the
 # influxdb engine's tests write to (Debian package `influxdb`, 1.6.7).
-# Idempotent: when both binaries are already there it installs nothing and only prints versions.
+# Idempotent: when the binaries are already there it installs nothing and only prints versions.
 # Needs root (or sudo) only when something is missing.
+#
+# Usage: install_e2e_deps.sh [prometheus] [vmagent] [influxdb]   (default: all three; `make run
+# STORAGE_ENGINE=influxdb` asks for influxdb alone)
 set -euo pipefail
+
+wanted=("$@")
+[ ${#wanted[@]} -gt 0 ] || wanted=(prometheus vmagent influxdb)
+for name in "${wanted[@]}"; do
+    case "$name" in
+        prometheus|vmagent|influxdb) ;;
+        *) echo "install_e2e_deps: unknown '$name' (choose from prometheus, vmagent, influxdb)" >&2; exit 2 ;;
+    esac
+done
+want() {
+    local name
+    for name in "${wanted[@]}"; do [ "$name" = "$1" ] && return 0; done
+    return 1
+}
 
 PROMETHEUS_BIN=${PROMETHEUS_BIN:-/usr/bin/prometheus}
 VMAGENT_BIN=${VMAGENT_BIN:-/usr/bin/vmagent}
 INFLUXD_BIN=${INFLUXD_BIN:-/usr/bin/influxd}
 
 missing=()
-[ -x "$PROMETHEUS_BIN" ] || missing+=(prometheus)
-[ -x "$VMAGENT_BIN" ] || missing+=(victoria-metrics)
-[ -x "$INFLUXD_BIN" ] || missing+=(influxdb)
+bins=()
+if want prometheus; then bins+=("$PROMETHEUS_BIN"); [ -x "$PROMETHEUS_BIN" ] || missing+=(prometheus); fi
+if want vmagent; then bins+=("$VMAGENT_BIN"); [ -x "$VMAGENT_BIN" ] || missing+=(victoria-metrics); fi
+if want influxdb; then bins+=("$INFLUXD_BIN"); [ -x "$INFLUXD_BIN" ] || missing+=(influxdb); fi
 
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=()
@@ -52,7 +70,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     rm -f "$log"
 fi
 
-for bin in "$PROMETHEUS_BIN" "$VMAGENT_BIN" "$INFLUXD_BIN"; do
+for bin in "${bins[@]}"; do
     if [ ! -x "$bin" ]; then
         echo "install_e2e_deps: $bin is still missing after install" >&2
         exit 1
@@ -68,6 +86,6 @@ version() {
     fi
     echo "$out"
 }
-echo "prometheus: $(version "$PROMETHEUS_BIN" --version prometheus)"
-echo "vmagent: $(version "$VMAGENT_BIN" -version victoria-metrics)"
-echo "influxd: $(version "$INFLUXD_BIN" version influxdb)"
+if want prometheus; then echo "prometheus: $(version "$PROMETHEUS_BIN" --version prometheus)"; fi
+if want vmagent; then echo "vmagent: $(version "$VMAGENT_BIN" -version victoria-metrics)"; fi
+if want influxdb; then echo "influxd: $(version "$INFLUXD_BIN" version influxdb)"; fi

@@ -1,9 +1,10 @@
 """`make run STORAGE_ENGINE=influxdb`: the connector on 127.0.0.1:9201 backed by a real local
 InfluxDB (Debian's influxd 1.6.7), no AWS account.
 
-Starts influxd through `local_influxdb` (auth on, its admin created on the first start, database
-`prometheus`, data in a new temporary directory unless RUN_DATA names one, every listener on
-127.0.0.1, HTTP on INFLUX_PORT), then `chalice local` with STORAGE_ENGINE=influxdb against it;
+Starts influxd through `python -m local_influxdb` (auth on, its admin created on the first start,
+database `prometheus`, data in a new temporary directory unless RUN_DATA names one, every
+listener on 127.0.0.1, HTTP on INFLUX_PORT; its output in a log file), then `chalice local` with
+STORAGE_ENGINE=influxdb against it, each a server in a session of its own, stopped as a group;
 says where this differs from a deployment on Timestream for InfluxDB, prints ready-to-paste
 Prometheus `remote_write` and `remote_read` blocks (InfluxDB's user as basic auth, which the
 connector passes on) once both answer, and stops both on Ctrl-C or SIGTERM. When influxd is not
@@ -12,7 +13,8 @@ sudo without a password), and otherwise says how.
 
 Environment: PORT (9201), INFLUX_PORT (9203), DEFAULT_DATABASE (prometheus), INFLUX_USERNAME /
 INFLUX_PASSWORD (the admin user created in influxd; admin / local-influxdb-admin), RELOAD=1,
-RUN_DATA (a directory that keeps influxd's data across restarts).
+RUN_DATA (a directory that keeps influxd's data across restarts). influxd's output goes to
+<tmp>/prometheus-influxdb-local-<INFLUX_PORT>.log.
 """
 
 from __future__ import annotations
@@ -24,20 +26,18 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from run_local import BIN, HOST, StartError, check_ports, stop, wait_until_answering  # noqa: E402
 
-from local_influxdb.server import (  # noqa: E402 - needs ROOT on the path
-    DEFAULT_PASSWORD,
-    DEFAULT_USERNAME,
-    InfluxDBStartError,
-    LocalInfluxDB,
-    start,
-)
+from local_influxdb.server import DEFAULT_PASSWORD, DEFAULT_USERNAME  # noqa: E402 - needs ROOT on the path
 
 INSTALL_SCRIPT = ROOT / "scripts" / "install_e2e_deps.sh"
 INSTALL_HINT = ("install Debian's influxdb package (1.6.7): `sudo apt-get install influxdb`, or "
@@ -62,6 +62,19 @@ def ensure_influxd(influxd: str = "influxd") -> str:
     if result.returncode != 0 or not found:
         raise StartError(f"installing influxdb failed (status {result.returncode}): {INSTALL_HINT}")
     return found
+
+
+def has_database(database: str) -> Callable[[requests.Response], bool]:
+    """Ready once the admin exists and the database does (local_influxdb creates both after
+    influxd answers): SHOW DATABASES with the admin's credentials lists it."""
+
+    def ready(response: requests.Response) -> bool:
+        if response.status_code != 200:
+            return False
+        series = response.json()["results"][0].get("series", [])
+        return any([database] in s.get("values", []) for s in series)
+
+    return ready
 
 
 def prometheus_blocks(port: int, database: str, username: str, password: str) -> str:
@@ -116,54 +129,60 @@ def main() -> int:
     reload = os.environ.get("RELOAD", "") not in ("", "0")
     kept_dir = os.environ.get("RUN_DATA", "")
     data_dir = kept_dir or tempfile.mkdtemp(prefix="prometheus-influxdb-local-")
-    server: LocalInfluxDB | None = None
-    connector = None
+    # The log outlives a temporary data directory: it says why influxd stopped.
+    log_path = Path(tempfile.gettempdir()) / f"prometheus-influxdb-local-{influx_port}.log"
+    influx = connector = None
     try:
         check_ports({"the connector": (port, "PORT"), "the local InfluxDB": (influx_port, "INFLUX_PORT")})
-        influxd = ensure_influxd()
-        try:
-            server = start(data_dir, influx_port, auth=True, username=username, password=password,
-                           databases=(database,), influxd=influxd)
-        except InfluxDBStartError as error:
-            raise StartError(f"the local InfluxDB did not start: {error}") from None
+        ensure_influxd()
+        argv = [str(BIN / "python"), "-m", "local_influxdb", "--data-dir", data_dir,
+                "--port", str(influx_port), "--auth", "--username", username, "--password", password,
+                "--database", database]
+        with open(log_path, "ab") as influx_log:
+            influx = subprocess.Popen(argv, cwd=ROOT, stdout=influx_log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        influx_url = f"http://{HOST}:{influx_port}"
+        show = urllib.parse.urlencode({"q": "SHOW DATABASES", "u": username, "p": password})
+        wait_until_answering(f"the local InfluxDB (log: {log_path})", influx, f"{influx_url}/query?{show}",
+                             has_database(database))
         env = {key: value for key, value in os.environ.items()
                if not key.startswith(("TIMESTREAM_", "DEFAULT_TABLE"))}
-        env.update({"STORAGE_ENGINE": "influxdb", "INFLUXDB_URL": server.url, "DEFAULT_DATABASE": database})
+        env.update({"STORAGE_ENGINE": "influxdb", "INFLUXDB_URL": influx_url, "DEFAULT_DATABASE": database})
         argv = [str(BIN / "chalice"), "local", "--host", HOST, "--port", str(port), "--stage", "local",
                 "--autoreload" if reload else "--no-autoreload"]
         connector = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)
         wait_until_answering("the connector (chalice local)", connector, f"http://{HOST}:{port}/")
         print(
-            f"\n{differences(database, reload, data_dir, bool(kept_dir), server.log_path)}"
+            f"\n{differences(database, reload, data_dir, bool(kept_dir), log_path)}"
             f"\nConnector ready on http://{HOST}:{port}/write, storing in database {database} "
-            f"of the local InfluxDB at {server.url}.\n"
+            f"of the local InfluxDB at {influx_url}.\n"
             "Paste into prometheus.yml:\n\n" + prometheus_blocks(port, database, username, password) + "\n"
             "See what was stored:\n"
-            f"  curl -sG {server.url}/query -u {username}:{password} --data-urlencode db={database} "
+            f"  curl -sG {influx_url}/query -u {username}:{password} --data-urlencode db={database} "
             "--data-urlencode 'q=SHOW MEASUREMENTS'\n"
             "Ctrl-C stops both.\n",
             flush=True,
         )
-        return watch(server, connector)
+        return watch(influx, connector, log_path)
     except StartError as error:
         print(f"make run: {error}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
         return 0
     finally:
+        # The connector first (it writes to influxd), then influxd and what it started.
         stop(connector)
-        if server is not None:
-            server.stop()
+        stop(influx)
         if not kept_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def watch(server: LocalInfluxDB, connector: subprocess.Popen[bytes]) -> int:
+def watch(influx: subprocess.Popen[bytes], connector: subprocess.Popen[bytes], log_path: Path) -> int:
     """Serve until either server ends: then say which, and stop the other."""
     while True:
-        for name, process in (("the local InfluxDB", server.process), ("the connector", connector)):
+        for name, process in (("the local InfluxDB", influx), ("the connector", connector)):
             if process.poll() is not None:
-                where = f" (log: {server.log_path})" if process is server.process else ""
+                where = f" (log: {log_path})" if process is influx else ""
                 print(f"make run: {name} exited with status {process.returncode}{where}; stopping",
                       file=sys.stderr, flush=True)
                 return 1

@@ -20,14 +20,12 @@ import argparse
 import json
 import math
 import sys
-import threading
 import time
 from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from standin import QuietKeepAliveHandler
-
-MAX_ERRORS_KEPT = 5
+# The Timestream stand-in's counters: `records` counts lines here, `units` stays 0.
+from standin import MAX_ERRORS_KEPT, Counters, QuietKeepAliveHandler
 
 
 def line_values(body: bytes) -> list[float]:
@@ -44,33 +42,6 @@ def line_values(body: bytes) -> list[float]:
             raise ValueError(f"a line without the value field: {line[:200]!r}")
         values.append(float(number))
     return values
-
-
-class Counters:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.delay_seconds = 0.0
-        self.reset()
-
-    def reset(self) -> None:
-        self.calls = 0
-        self.lines = 0
-        self.value_sum = 0.0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.errors = 0
-        self.error_examples: list[str] = []
-
-    def snapshot(self) -> dict:
-        return {"calls": self.calls, "records": self.lines, "value_sum": self.value_sum,
-                "max_in_flight": self.max_in_flight, "errors": self.errors,
-                "error_examples": list(self.error_examples)}
-
-    def error(self, message: str) -> None:
-        with self.lock:
-            self.errors += 1
-            if len(self.error_examples) < MAX_ERRORS_KEPT:
-                self.error_examples.append(message)
 
 
 class InfluxStandIn(ThreadingHTTPServer):
@@ -143,7 +114,10 @@ class Handler(QuietKeepAliveHandler):
             except ValueError as error:
                 problem = str(error)
         if problem:
-            counters.error(problem)
+            with counters.lock:
+                counters.errors += 1
+                if len(counters.error_examples) < MAX_ERRORS_KEPT:
+                    counters.error_examples.append(problem)
             self._answer(400, {"error": problem})
             return
         remaining = counters.delay_seconds - (time.monotonic() - started)
@@ -151,7 +125,7 @@ class Handler(QuietKeepAliveHandler):
             time.sleep(remaining)
         with counters.lock:
             counters.calls += 1
-            counters.lines += len(values)
+            counters.records += len(values)
             counters.value_sum = math.fsum((counters.value_sum, *values))
         self._answer(204)
 

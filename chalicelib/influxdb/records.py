@@ -9,12 +9,15 @@ labels never), one float field `value`, millisecond timestamps (`precision=ms`):
 
 Escaping is exactly what InfluxDB unescapes and no more: in measurements, tag keys and tag values
 a comma, a space and `=` get a backslash; InfluxDB 1.x unescapes only those three, so any other
-backslash is stored as written. What no escaping can carry is refused, never mangled:
+backslash is stored as written. What no escaping can carry is refused, never mangled (each case
+checked against Debian's InfluxDB 1.6.7):
 
 * a newline anywhere in a name or value: it ends the line;
-* a backslash at the end of a name or value, or before a comma, space or `=`: the escaped
-  delimiter would unescape into a different text, and InfluxDB reads the backslash as escaping
-  the next delimiter;
+* a tag key or value ending in a backslash: InfluxDB takes a delimiter after a backslash as
+  escaped, so the tag never ends (a backslash before an escaped delimiter inside the text is
+  fine: the text x\\,y is written `x\\\\,y` and stored as it was sent);
+* a metric name with a backslash before a comma, space or `=`, or at its end: InfluxDB 1.x
+  unescapes measurements differently from tags and drops such backslashes;
 * a metric name starting with `#`: the line is a comment, skipped without an error;
 * the tag key `time` (InfluxDB drops the point), `_field` and `_measurement` (InfluxDB 2's own
   columns), and the connector's field names (`value`, ...): a tag and a field of one name clash
@@ -73,7 +76,8 @@ _INF = float("inf")
 
 # Refusal reasons of this engine, as counted and logged.
 NEWLINE = "newline_in_label"
-BACKSLASH = "backslash_before_delimiter"
+TRAILING_BACKSLASH = "label_ends_with_backslash"
+NAME_BACKSLASH = "metric_name_backslash_before_delimiter"
 HASH_METRIC_NAME = "metric_name_starts_with_hash"
 RESERVED_LABEL = "reserved_label_name"
 CONNECTOR_LABEL = "label_reserved_by_connector"
@@ -91,8 +95,9 @@ MIN_TIME_MS = -9_223_372_036_854
 MAX_TIME_MS = 9_223_372_036_854
 
 _ESCAPES = str.maketrans({",": "\\,", " ": "\\ ", "=": "\\="})
-# A backslash InfluxDB would take as escaping the delimiter after it, or the one after the text.
-_UNESCAPABLE_BACKSLASH = re.compile(r"\\(?:[, =]|\Z)")
+# In a measurement, a backslash InfluxDB 1.x drops (before a delimiter) or takes as escaping the
+# delimiter after the measurement (at its end).
+_MEASUREMENT_BACKSLASH = re.compile(r"\\(?:[, =]|\Z)")
 
 
 def escape(text: str) -> str:
@@ -100,12 +105,16 @@ def escape(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
-def unrepresentable(text: str) -> str | None:
-    """Why `text` cannot be a measurement, tag key or tag value in line protocol, or None."""
+def unrepresentable(text: str, measurement: bool = False) -> str | None:
+    """Why `text` cannot be a tag key or tag value (or, with `measurement`, a measurement) in
+    line protocol, or None."""
     if "\n" in text:
         return NEWLINE
-    if "\\" in text and _UNESCAPABLE_BACKSLASH.search(text):
-        return BACKSLASH
+    if measurement:
+        if "\\" in text and _MEASUREMENT_BACKSLASH.search(text):
+            return NAME_BACKSLASH
+    elif text.endswith("\\"):
+        return TRAILING_BACKSLASH
     return None
 
 
@@ -155,6 +164,10 @@ def series_key(labels: Labels) -> tuple[str | None, str]:
         seen.add(label)
         if label == METRIC_NAME_LABEL:
             name = value
+            # The name is the measurement too, whose rules are stricter than a tag's.
+            reason = unrepresentable(value, measurement=True)
+            if reason is not None:
+                return reason, ""
         if not value:
             continue
         reason = unrepresentable(label) or unrepresentable(value)

@@ -40,6 +40,7 @@ T0 = (int(time.time()) - 600) * 1000  # ten minutes ago, whole seconds: inside a
 HARD_LABELS = (
     ("__name__", "e2e:layout:hard_labels"),
     ("backslash", "C:\\temp\\new"),  # inside the value: line protocol cannot end one in a backslash
+    ("backslash_before_delimiters", "x\\,y\\ z\\=w"),
     ("comma", "a,b"),
     ("empty", ""),  # not a tag, in both layouts
     ("equals", "a=b"),

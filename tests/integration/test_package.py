@@ -399,6 +399,11 @@ def test_sam_transform_keeps_the_wiring(
         assert "*/*" in body["x-amazon-apigateway-binary-media-types"], variant
         assert body["paths"] == _swagger(template)["paths"], variant
         assert body[GATEWAY_RESPONSES] == _swagger(template)[GATEWAY_RESPONSES], variant
+        if variant in PARAMETERISED:
+            # What SAM makes of RestAPI exists only when the REST API is chosen (ApiType).
+            made = {r["Type"]: r.get("Condition") for r in resources.values()
+                    if r["Type"] in ("AWS::ApiGateway::RestApi", "AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage")}
+            assert made == dict.fromkeys(made, "IsRestApi") and len(made) == 3, (variant, made)
         function = resources["APIHandler"]["Properties"]
         assert function["Timeout"] == _resource(template, "APIHandler")["Timeout"], variant
         assert function["Environment"] == _resource(template, "APIHandler")["Environment"], variant

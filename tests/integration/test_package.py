@@ -856,11 +856,12 @@ def test_dashboard_shows_every_metric(templates: dict[str, dict[str, Any]], vari
 
 
 @pytest.mark.parametrize("variant", PARAMETERISED)
+@pytest.mark.parametrize("api_type", ("REST", "HTTP"))
 def test_dashboard_without_metrics_namespace_shows_aws_metrics_only(
-    templates: dict[str, dict[str, Any]], variant: str
+    templates: dict[str, dict[str, Any]], variant: str, api_type: str
 ) -> None:
     template = templates[variant]
-    values = _defaults(template) | {"MetricsNamespace": ""}
+    values = _defaults(template) | {"MetricsNamespace": "", "ApiType": api_type}
     dashboard = _dashboard(template, values)  # fails if it names an alarm that does not exist
     metrics, expressions = _graphed(dashboard)
     assert metrics and {namespace for namespace, *_ in metrics} == {"AWS/ApiGateway", "AWS/Lambda"}

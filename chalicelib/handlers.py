@@ -22,6 +22,8 @@ from chalicelib.codec import (
     decode_write_request,
     encode_response,
     negotiate_write,
+    refuse_read_sent_to_write,
+    refuse_write_sent_to_read,
     written_headers,
 )
 from chalicelib.config import Settings
@@ -65,6 +67,8 @@ def handle_write(
     the exact counts after a partial write. A 1.0 answer carries none, so that a sender never
     takes a 1.0 answer for a 2.0 receiver's."""
     try:
+        # A misrouted read first: its answer names the right path, a 415 would not.
+        refuse_read_sent_to_write(headers)
         message = negotiate_write(*_body_headers(headers))
     except ConnectorError as error:
         return Outcome.failed(error)
@@ -106,6 +110,9 @@ def handle_read(
     from chalicelib.reader import read
 
     try:
+        # A misrouted write first, whatever its credentials or Content-Type: the answer must name
+        # /write, and nothing may be queried (or billed) for it.
+        refuse_write_sent_to_read(headers)
         credentials = credentials_from(headers, settings)
         request = decode_read_request(body, *_body_headers(headers), settings.max_decompressed_bytes)
         response = read(

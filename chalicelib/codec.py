@@ -27,7 +27,7 @@ import snappy
 from google.protobuf.message import DecodeError
 
 from chalicelib.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from chalicelib.prompb.prometheus_remote_pb2 import ReadRequest, WriteRequestLabelBytes
+from chalicelib.prompb.prometheus_remote_pb2 import ReadRequest, WriteRequest, WriteRequestLabelBytes
 from chalicelib.prompb.remote_write_v2_pb2 import Request as WriteRequestV2
 
 PROTOBUF = "application/x-protobuf"
@@ -219,10 +219,31 @@ def decode_write_request(body: bytes, message: str, limit: int) -> WriteRequestL
     2.0: the Request itself (its labels are already small integers)."""
     raw = decompress(body, limit)
     if message == WRITE_V2:
-        return _parse(WriteRequestV2, raw, WRITE_V2)
+        request = _parse(WriteRequestV2, raw, WRITE_V2)
+        if raw and not request.timeseries and not request.symbols:
+            raise _other_version(
+                f"not a remote write 2.0 request: none of its fields is one of {WRITE_V2}'s, as when a "
+                f"1.0 WriteRequest is sent with Content-Type {PROTOBUF};proto={WRITE_V2}; send 1.0 as "
+                f"{PROTOBUF}"
+            )
+        return request
     request = _parse(WriteRequestLabelBytes, raw, "WriteRequest")
+    if raw and not request.timeseries and not WriteRequest.FromString(raw).metadata:
+        raise _other_version(
+            f"not a remote write 1.0 request: none of its fields is one of {WRITE_V1}'s, as when a 2.0 "
+            f"request is sent without Content-Type {PROTOBUF};proto={WRITE_V2}"
+        )
     _refuse_read_request_body(request)
     return request
+
+
+def _other_version(message: str) -> BadRequest:
+    """A body none of whose fields the negotiated message has: the other version's fields all
+    have other numbers, so it parses as an empty request, which would be answered 2xx with
+    nothing stored. Only looked for when the parsed request is empty (a metadata-only 1.0
+    request is not: its metadata is read with the full message, which the label-bytes view
+    lacks)."""
+    return BadRequest(message, reason="wrong_protocol_version")
 
 
 def _refuse_read_request_body(request: WriteRequestLabelBytes) -> None:

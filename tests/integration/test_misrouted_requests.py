@@ -185,3 +185,29 @@ def test_misrouted_requests_over_http_get_a_400_naming_the_right_path(local_run)
     read = requests.post(f"http://127.0.0.1:{port}/write", data=read_request((0, 1, [("__name__", "=", "up")])),
                          headers=read_headers(), timeout=30)
     assert read.status_code == 400 and "POST /read" in read.text, read.text
+
+
+# -- a body of the other remote write version ---------------------------------------------------------
+
+def test_a_2_0_body_sent_as_1_0_is_refused_not_answered_204(http, timestream):
+    # Every field of a 2.0 Request has a number 1.0's WriteRequest does not use: parsed as 1.0 it
+    # reads as an empty request, which was answered 204 with nothing stored.
+    builder = RequestV2()
+    builder.series([("__name__", "up"), ("job", "node")], [(1.0, now_ms())])
+    response = http.post("/write", headers=write_headers(), body=builder.encode())
+    assert response.status_code == 400, response.body
+    assert "proto=io.prometheus.write.v2.Request" in response.body.decode()
+    assert stored(timestream) == []
+
+
+def test_a_1_0_body_sent_as_2_0_is_refused_not_answered_204(http, timestream):
+    response = http.post("/write", headers=v2_headers(), body=prometheus_write(now_ms()))
+    assert response.status_code == 400, response.body
+    assert "1.0" in response.body.decode()
+    assert stored(timestream) == []
+
+
+def test_an_empty_request_is_still_stored_as_nothing(http, timestream):
+    # An empty message (no series, no metadata) is valid in both versions: 204, as before.
+    assert http.post("/write", headers=write_headers(), body=snappy.compress(b"")).status_code == 204
+    assert http.post("/write", headers=v2_headers(), body=snappy.compress(b"")).status_code == 204

@@ -89,6 +89,12 @@ def test_a_prometheus_write_sent_to_read_is_refused_naming_write_and_runs_no_que
     assert "X-Prometheus-Remote-Write-Version" in response.body.decode()
 
 
+def test_a_misrouted_write_is_told_where_to_go_before_being_asked_for_credentials(http, timestream, queries_run):
+    # A 401 would send the user looking at the credentials while the URL is what is wrong.
+    response = http.post("/read", headers=write_headers(Authorization=None), body=prometheus_write(now_ms()))
+    assert_refused_naming_write(response, queries_run)
+
+
 def test_a_write_marked_as_remote_write_is_refused_on_read_whatever_its_body(http, timestream, queries_run):
     # Even a body that is a valid ReadRequest: the sender says it is writing.
     body = read_request((0, 1, [("__name__", "=", "up")]))

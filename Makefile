@@ -16,6 +16,7 @@ venv: $(STAMP)
 # PORT, EMULATOR_PORT, RELOAD=1, RUN_DATA=<dir>, RUN_LOG=<file>, DEFAULT_DATABASE= DEFAULT_TABLE=
 # (empty: no default destination, as deployed): see scripts/run_local.py. Run as a module so the
 # project's packages import from the root without touching sys.path.
+# STORAGE_ENGINE=influxdb: a real local influxd instead (INFLUX_PORT...: scripts/run_influxdb.py).
 run: $(STAMP)
 	@$(BIN)/python -m scripts.run_local
 

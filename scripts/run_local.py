@@ -16,6 +16,9 @@ labels are refused as in a deployment), LOCAL_TIMESTREAM_ACCESS_KEY_ID /
 LOCAL_TIMESTREAM_SECRET_ACCESS_KEY (the one key pair the local Timestream accepts), RELOAD=1
 (restart the connector when a file changes), RUN_LOG (the local Timestream's log file),
 RUN_DATA (a directory that keeps the local Timestream's data across restarts).
+
+STORAGE_ENGINE=influxdb (`make run STORAGE_ENGINE=influxdb`) runs the other engine instead: a real
+local InfluxDB in place of the local Timestream (scripts/run_influxdb.py).
 """
 
 from __future__ import annotations
@@ -71,6 +74,13 @@ def _request_stop(_signum: int, _frame: object) -> None:
     process: a second SIGTERM (make passes the first one on) then left a server running."""
     global _stop_requested
     _stop_requested = True
+
+
+def install_stop_handlers() -> None:
+    """Note every stop signal (see `_request_stop`), whatever the inherited disposition (a shell
+    may start us with SIGINT ignored)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _request_stop)
 
 
 def check_stop() -> None:
@@ -258,9 +268,14 @@ def default_destination() -> tuple[str, str] | None:
 
 
 def main() -> int:
-    for signum in STOP_SIGNALS:
-        # Installed whatever the inherited disposition (a shell may start us with SIGINT ignored).
-        signal.signal(signum, _request_stop)
+    install_stop_handlers()
+    if os.environ.get("STORAGE_ENGINE", "").strip().lower() == "influxdb":
+        # The other engine's local stack: a real influxd in place of the local Timestream. It
+        # installs the stop handlers again: run as `python -m`, this module is __main__, and the
+        # one run_influxdb imports is a second copy with a stop flag of its own.
+        from scripts.run_influxdb import run_influxdb
+
+        return run_influxdb()
     port = int(os.environ.get("PORT", str(DEFAULT_PORT)))
     emulator_port = int(os.environ.get("EMULATOR_PORT", str(DEFAULT_EMULATOR_PORT)))
     key_id = os.environ.get(ACCESS_KEY_ENV) or DEFAULT_ACCESS_KEY_ID
@@ -312,7 +327,7 @@ def main() -> int:
             f"See what was stored: {records_command(emulator_port, database, table)}\nCtrl-C stops both.\n",
             flush=True,
         )
-        return watch(emulator, connector, log_path)
+        return watch(("the local Timestream", emulator, log_path), ("the connector", connector, None))
     except StartError as error:
         print(f"make run: {error}", file=sys.stderr, flush=True)
         return 1
@@ -322,13 +337,14 @@ def main() -> int:
         stop(connector, emulator)
 
 
-def watch(emulator: subprocess.Popen[bytes], connector: subprocess.Popen[bytes], log_path: Path) -> int:
-    """Serve until either server ends or a stop signal arrives: then say which, and stop both."""
+def watch(*servers: tuple[str, subprocess.Popen[bytes], Path | None]) -> int:
+    """Serve until a server ends or a stop signal arrives: then say which (and where its log
+    is), and stop them all. `servers`: (name, process, log file or None)."""
     while True:
         check_stop()
-        for name, process in (("the local Timestream", emulator), ("the connector", connector)):
+        for name, process, log_path in servers:
             if process.poll() is not None:
-                where = f" (log: {log_path})" if process is emulator else ""
+                where = f" (log: {log_path})" if log_path else ""
                 print(f"make run: {name} exited with status {process.returncode}{where}; stopping",
                       file=sys.stderr, flush=True)
                 return 1

@@ -10,8 +10,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,16 +17,29 @@ from pathlib import Path
 import pytest
 import requests
 
+from scripts import run_influxdb
 from tests.helpers import encode, now_ms, write_headers, write_request
-from tests.integration.conftest import ROOT, child_pids, free_port, is_running
-
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import run_influxdb  # noqa: E402
+from tests.integration.conftest import LocalRun, child_pids, free_port, is_running
 
 pytestmark = pytest.mark.skipif(shutil.which("influxd") is None,
                                 reason="needs Debian's influxdb (scripts/install_e2e_deps.sh influxdb)")
-SCRIPT = ROOT / "scripts" / "run_influxdb.py"
+
+
+class InfluxRun(LocalRun):
+    """make run's script with STORAGE_ENGINE=influxdb, on free ports (INFLUX_PORT too)."""
+
+    def __init__(self, log_path: Path, **env: str | None) -> None:
+        self.influx_port = int(env.pop("INFLUX_PORT", None) or free_port())
+        super().__init__(log_path, STORAGE_ENGINE="influxdb", INFLUX_PORT=str(self.influx_port), **env)
+
+    def influxd_pid(self) -> int:
+        (pid,) = [pid for pid in descendants(self.process.pid) if command(pid)[0].endswith("influxd")]
+        return pid
+
+    def data_dir(self) -> Path:
+        match = re.search(r"influxd's data is (?:in |kept in )(\S+?),? ", self.output())
+        assert match, self.output()
+        return Path(match.group(1))
 
 
 def descendants(pid: int) -> list[int]:
@@ -43,50 +54,6 @@ def descendants(pid: int) -> list[int]:
 
 def command(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
-
-
-class InfluxRun:
-    """The script on free ports, its output in a file; `env` overrides the environment."""
-
-    def __init__(self, log_path: Path, **env: str) -> None:
-        self.port = int(env.pop("PORT", None) or free_port())
-        self.influx_port = int(env.pop("INFLUX_PORT", None) or free_port())
-        self.log_path = log_path
-        environment = {key: value for key, value in os.environ.items()
-                       if key not in ("DEFAULT_DATABASE", "DEFAULT_TABLE", "RUN_DATA", "RELOAD", "STORAGE_ENGINE")}
-        environment.update({"PORT": str(self.port), "INFLUX_PORT": str(self.influx_port), **env})
-        self.servers: list[int] = []
-        with open(log_path, "w") as log:
-            self.process = subprocess.Popen([sys.executable, str(SCRIPT)], cwd=ROOT, env=environment,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def output(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_ready(self, seconds: float = 60) -> None:
-        deadline = time.monotonic() + seconds
-        while "Connector ready" not in self.output():
-            assert self.process.poll() is None, self.output()
-            assert time.monotonic() < deadline, self.output()
-            time.sleep(0.2)
-        self.servers = descendants(self.process.pid)
-
-    def data_dir(self) -> Path:
-        match = re.search(r"influxd's data is (?:in |kept in )(\S+?),? ", self.output())
-        assert match, self.output()
-        return Path(match.group(1))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        for pid in self.servers:
-            if is_running(pid):
-                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -168,28 +135,42 @@ def listening_addresses(pid: int) -> set[str]:
 
 
 def test_influxd_listens_on_loopback_only(influx_run: InfluxRun) -> None:
-    influxd = [pid for pid in influx_run.servers if command(pid)[0].endswith("influxd")]
-    assert len(influxd) == 1, influx_run.servers
-    addresses = listening_addresses(influxd[0])
+    addresses = listening_addresses(influx_run.influxd_pid())
     assert len(addresses) >= 2  # HTTP and the RPC port
     assert all(address.startswith("0100007F:") for address in addresses), addresses  # 127.0.0.1
     assert f"0100007F:{influx_run.influx_port:04X}" in addresses
 
 
-def test_sigterm_stops_both_servers_and_deletes_the_temporary_data(tmp_path: Path) -> None:
+def test_sigterm_stops_both_servers_and_influxd_and_deletes_the_temporary_data(tmp_path: Path) -> None:
     run = InfluxRun(tmp_path / "run.log")
     try:
         run.wait_ready()
         data_dir = run.data_dir()
         assert data_dir.is_dir()
-        assert [pid for pid in run.servers if command(pid)[0].endswith("influxd")]  # influxd included
+        everything = descendants(run.process.pid)
+        assert run.influxd_pid() in everything
         run.process.send_signal(signal.SIGTERM)
         assert run.process.wait(timeout=20) == 0
         deadline = time.monotonic() + 15
-        while any(is_running(pid) for pid in run.servers):
-            assert time.monotonic() < deadline, run.servers
+        while any(is_running(pid) for pid in everything):
+            assert time.monotonic() < deadline, [pid for pid in everything if is_running(pid)]
             time.sleep(0.05)
         assert not data_dir.exists()
+    finally:
+        run.stop()
+
+
+def test_without_a_default_database_series_without_the_label_are_refused_as_deployed(tmp_path: Path) -> None:
+    run = InfluxRun(tmp_path / "run.log", DEFAULT_DATABASE="")
+    try:
+        run.wait_ready()
+        assert "DEFAULT_DATABASE is empty" in run.output()
+        assert "replacement: prometheus" in run.output()  # the block adds the label itself
+        username, password = printed_credentials(run.output())
+        body = encode(write_request([([("__name__", "no_label_metric")], [(1.0, now_ms())])]))
+        answer = requests.post(f"http://127.0.0.1:{run.port}/write", data=body, timeout=30,
+                               headers=write_headers(Authorization=authorization(username, password)))
+        assert answer.status_code == 400 and "no_destination" in answer.text, answer.text
     finally:
         run.stop()
 

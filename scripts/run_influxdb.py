@@ -41,10 +41,10 @@ from scripts.run_local import (
     Stopped,
     check_ports,
     install_stop_handlers,
+    start_connector,
     start_server,
     stop,
     wait_until_answering,
-    wait_until_listening,
     watch,
 )
 
@@ -165,10 +165,7 @@ def run_influxdb() -> int:
                if not key.startswith(("TIMESTREAM_", "DEFAULT_TABLE"))}
         env.update({"STORAGE_ENGINE": "influxdb", "INFLUXDB_URL": influx_url,
                     "DEFAULT_DATABASE": default_database})
-        argv = [str(BIN / "chalice"), "local", "--host", HOST, "--port", str(port), "--stage", "local",
-                "--autoreload" if reload else "--no-autoreload"]
-        connector = start_server(argv, env=env)
-        wait_until_listening("the connector (chalice local)", connector, port)
+        connector = start_connector(port, env, reload)
         storing = (f"storing series without the database label in {default_database}" if default_database
                    else "refusing series without the database label")
         print(

@@ -181,6 +181,15 @@ def start_server(argv: list[str], **popen: object) -> subprocess.Popen[bytes]:
                             **popen)
 
 
+def start_connector(port: int, env: dict[str, str], reload: bool) -> subprocess.Popen[bytes]:
+    """`chalice local` on `port` with `env` (the engine's settings), once it listens."""
+    argv = [str(BIN / "chalice"), "local", "--host", HOST, "--port", str(port), "--stage", "local",
+            "--autoreload" if reload else "--no-autoreload"]
+    connector = start_server(argv, env=env)
+    wait_until_listening("the connector (chalice local)", connector, port)
+    return connector
+
+
 def stop(*processes: subprocess.Popen[bytes] | None) -> None:
     """End the servers and everything they started (chalice's reloader runs the server in a
     child): SIGTERM to all first, then wait for each, SIGKILL for any that stays."""
@@ -313,10 +322,7 @@ def main() -> int:
             "DEFAULT_DATABASE": defaults[0] if defaults else "",
             "DEFAULT_TABLE": defaults[1] if defaults else "",
         }
-        argv = [str(BIN / "chalice"), "local", "--host", HOST, "--port", str(port), "--stage", "local",
-                "--autoreload" if reload else "--no-autoreload"]
-        connector = start_server(argv, env=env)
-        wait_until_listening("the connector (chalice local)", connector, port)
+        connector = start_connector(port, env, reload)
         storing = (f"storing series without routing labels in {database}.{table}" if defaults
                    else "refusing series without routing labels")
         print(

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import base64
 import importlib
+import io
 import json
-import logging
 import socket
 import sys
 
@@ -17,6 +17,7 @@ import pytest
 from chalice.test import Client
 from moto.server import ThreadedMotoServer
 
+from chalicelib import logs
 from tests.helpers import (
     RequestV2,
     decode_read_response,
@@ -30,7 +31,6 @@ from tests.helpers import (
 from tests.influxdb_standin import Answer, StandIn
 from tests.integration.conftest import CONFIG_VARIABLES, ROOT
 
-CONNECTOR_LOGGER = logging.getLogger("prometheus_timestream")
 T = 1_700_000_000_123
 PASSWORD = "influx-Secret-Pa55"
 AUTH = "Basic " + base64.b64encode(f"prom:{PASSWORD}".encode()).decode()
@@ -47,7 +47,17 @@ def standin():
 
 
 @pytest.fixture
-def influx_app(monkeypatch, standin):
+def log_buffer(monkeypatch) -> io.StringIO:
+    """What the connector logs, in this test (its handler exists before the app is loaded)."""
+    buffer = io.StringIO()
+    logs.configure("INFO")
+    for handler in logs.logger.handlers:
+        monkeypatch.setattr(handler, "stream", buffer)
+    return buffer
+
+
+@pytest.fixture
+def influx_app(monkeypatch, standin, log_buffer):
     """Import app.py fresh with STORAGE_ENGINE=influxdb against the stand-in (or `INFLUXDB_URL`)."""
 
     def load(**env: str):
@@ -59,13 +69,10 @@ def influx_app(monkeypatch, standin):
         for name, value in settings.items():
             monkeypatch.setenv(name, value)
         sys.modules.pop("app", None)
-        # The log handler writes to the stdout of when it was made: make it for this test's.
-        CONNECTOR_LOGGER.handlers.clear()
         return importlib.import_module("app")
 
     yield load
     sys.modules.pop("app", None)
-    CONNECTOR_LOGGER.handlers.clear()
 
 
 @pytest.fixture
@@ -86,11 +93,10 @@ def logged(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def test_a_write_becomes_one_line_protocol_request_with_the_senders_credentials(client, standin, capsys):
+def test_a_write_becomes_one_line_protocol_request_with_the_senders_credentials(client, standin, log_buffer):
     with client() as c:
-        capsys.readouterr()
         response = post_write(c)
-    out = capsys.readouterr().out
+    out = log_buffer.getvalue()
     assert response.status_code == 204 and response.body == b""
     (request,) = standin.writes()
     assert (request.method, request.params) == ("POST", {"db": "prom", "precision": "ms"})
@@ -98,6 +104,8 @@ def test_a_write_becomes_one_line_protocol_request_with_the_senders_credentials(
     assert request.body == f"up,__name__=up,job=api value=1.0 {T}\nup,__name__=up,job=api value=2.0 {T + 1}\n".encode()
     events = [event for event in logged(out) if event.get("event") == "write"]
     assert events[0]["engine"] == "influxdb" and events[0]["written"] == 2
+    documents = [event for event in logged(out) if "_aws" in event]
+    assert documents and all(document["Engine"] == "influxdb" for document in documents)
     assert PASSWORD not in out and AUTH.split()[1] not in out
 
 

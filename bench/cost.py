@@ -58,6 +58,14 @@ PRICES_READ = "2026-12-01"
 TIMESTREAM_USD_PER_MILLION_WRITE_UNITS = 0.50
 # API Gateway REST API (what Chalice deploys): per million requests, first 333 million a month.
 API_GATEWAY_REST_USD_PER_MILLION_REQUESTS = 3.50
+# API Gateway HTTP API (the advanced templates' ApiType=HTTP): per million requests, first 300
+# million a month (requests are metered in 512 KB increments: a remote-write request of the
+# recorded workload, 8 KB on average, is one).
+API_GATEWAY_HTTP_USD_PER_MILLION_REQUESTS = 1.00
+API_GATEWAY_USD_PER_MILLION_REQUESTS = {
+    "REST": API_GATEWAY_REST_USD_PER_MILLION_REQUESTS,
+    "HTTP": API_GATEWAY_HTTP_USD_PER_MILLION_REQUESTS,
+}
 # Lambda, x86: per GB-second of duration (first 6 billion GB-seconds a month), per million requests.
 LAMBDA_USD_PER_GB_SECOND = 0.0000166667
 LAMBDA_USD_PER_MILLION_REQUESTS = 0.20
@@ -157,20 +165,72 @@ def account(
 
 
 def dollars_per_million_samples(units_per_sample: float, samples_per_request: float,
-                                lambda_seconds_per_request: float, memory_mb: int) -> dict[str, float]:
-    """What a million samples cost, by what bills them."""
+                                lambda_seconds_per_request: float, memory_mb: int,
+                                api_type: str = "REST") -> dict[str, float]:
+    """What a million samples cost, by what bills them, behind a REST or an HTTP API."""
     requests = 1e6 / samples_per_request
     gb_seconds = requests * lambda_seconds_per_request * memory_mb / 1024
     return {
         "Timestream writes": units_per_sample * TIMESTREAM_USD_PER_MILLION_WRITE_UNITS,
-        "API Gateway requests": requests * API_GATEWAY_REST_USD_PER_MILLION_REQUESTS / 1e6,
+        "API Gateway requests": requests * API_GATEWAY_USD_PER_MILLION_REQUESTS[api_type] / 1e6,
         "Lambda GB-seconds": gb_seconds * LAMBDA_USD_PER_GB_SECOND,
         "Lambda requests": requests * LAMBDA_USD_PER_MILLION_REQUESTS / 1e6,
     }
 
 
+# The reference deployment of the cost-by-front table: the prod stage's memory and a Lambda
+# duration per request as `make bench` measured it for the recorded workload (median wall time
+# with 20 ms per Timestream call, rounded; README "What Timestream bills").
+REFERENCE_MEMORY_MB = 512
+REFERENCE_LAMBDA_SECONDS_PER_REQUEST = 0.025
+FRONT_DOOR_MARKERS = ("<!-- cost-by-front: made by `python bench/cost.py --front-door`; a test checks it -->",
+                      "<!-- /cost-by-front -->")
+
+
+def front_door_costs(result: Account | None = None) -> dict[str, dict[str, float]]:
+    """Dollars per million samples of the recorded workload (as recorded) behind each API type."""
+    result = result or account(read_bodies())
+    return {
+        api_type: dollars_per_million_samples(
+            result.billed / result.samples, result.samples / result.requests,
+            REFERENCE_LAMBDA_SECONDS_PER_REQUEST, REFERENCE_MEMORY_MB, api_type,
+        )
+        for api_type in API_GATEWAY_USD_PER_MILLION_REQUESTS
+    }
+
+
+def front_door_table(result: Account | None = None) -> str:
+    """The README's and the deploy guide's cost-by-front table, from the constants above."""
+    result = result or account(read_bodies())
+    costs = front_door_costs(result)
+    rest, http = costs["REST"], costs["HTTP"]
+    labels = {
+        "Timestream writes":
+            f"Timestream writes ({result.per_thousand(result.billed):.1f} write units per 1000 samples)",
+        "API Gateway requests":
+            f"API Gateway requests ({result.samples / result.requests:.0f} samples a request)",
+        "Lambda GB-seconds": (f"Lambda GB-seconds ({REFERENCE_MEMORY_MB} MB × "
+                              f"{REFERENCE_LAMBDA_SECONDS_PER_REQUEST * 1000:.0f} ms a request)"),
+        "Lambda requests": "Lambda requests",
+    }
+    lines = [
+        f"| $ per million samples (us-east-1, prices of {PRICES_READ}) | REST API | HTTP API |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {labels[part]} | {rest[part]:.4f} | {http[part]:.4f} |" for part in rest]
+    total_rest, total_http = sum(rest.values()), sum(http.values())
+    lines.append(f"| **total** | **{total_rest:.4f}** | **{total_http:.4f}** |")
+    lines.append(f"| API Gateway's share of the total | {rest['API Gateway requests'] / total_rest:.0%} "
+                 f"| {http['API Gateway requests'] / total_http:.0%} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
-    """Print the write units of the committed workload (no servers: a quick look)."""
+    """Print the write units of the committed workload (no servers: a quick look); with
+    --front-door, the cost-by-front table of the README and the deploy guide."""
+    if sys.argv[1:] == ["--front-door"]:
+        print(front_door_table())
+        return 0
     bodies = read_bodies()
     for name, ordered in orders(bodies).items():
         result = account(ordered)

@@ -2,8 +2,9 @@
 # Builds the deployment artefacts with `chalice package` and the merge templates in templates/:
 #
 #   <out>/simple-template.yml        no parameters, basic auth            (templates/simple.yml)
-#   <out>/advanced-template.yml      parameters, basic auth               (templates/advanced.yml)
-#   <out>/advanced-iam-template.yml  parameters, SigV4 auth, AUTH_MODE=iam (advanced.yml + iam.yml)
+#   <out>/advanced-template.yml      parameters, basic auth               (templates/advanced.yml
+#                                    + front-door.yml: REST or HTTP API, custom domain, mutual TLS)
+#   <out>/advanced-iam-template.yml  parameters, SigV4 auth, AUTH_MODE=iam (the same + iam.yml)
 #   <out>/deployment.zip             app.py, chalicelib/ and the Linux x86_64 wheels of
 #                                    requirements.txt, for the Lambda runtime
 #
@@ -83,10 +84,47 @@ with open(sys.argv[1], "w") as out:
     yaml.safe_dump({"Resources": {"RestAPI": {"Properties": {"DefinitionBody": definition}}}}, out)
 PY
 
+# The HTTP API's routes (advanced templates, ApiType=HTTP): one AWS::ApiGatewayV2::Route per route
+# and method of app.py, the catch-all ones included, so that the app answers every path it knows
+# (an HTTP API cannot change API Gateway's own answers). With --iam every route requires AWS_IAM.
+# The stage depends on every route: its per-route throttling settings need them to exist.
+http_routes() {  # http_routes OUT [--iam]
+    "$bin_dir/python" - "$@" <<'PY'
+import re
+import sys
+
+import yaml
+
+sys.path.insert(0, ".")
+from app import app  # noqa: E402
+
+out_path, *flags = sys.argv[1:]
+resources = {}
+for path, methods in app.routes.items():
+    words = re.findall(r"[A-Za-z0-9]+", path) or ["Root"]
+    for method in methods:
+        name = "HttpRoute" + method.title() + "".join(word[:1].upper() + word[1:] for word in words)
+        properties = {
+            "ApiId": {"Ref": "HttpApi"},
+            "RouteKey": f"{method} {path}",
+            "Target": {"Fn::Sub": "integrations/${HttpApiIntegration}"},
+            "AuthorizationType": "AWS_IAM" if "--iam" in flags else "NONE",
+        }
+        assert name not in resources, name
+        resources[name] = {"Type": "AWS::ApiGatewayV2::Route", "Condition": "IsHttpApi", "Properties": properties}
+resources["HttpApiStage"] = {"DependsOn": sorted(resources)}
+with open(out_path, "w") as out:
+    yaml.safe_dump({"Resources": resources}, out, sort_keys=False)
+PY
+}
+http_routes "$work_dir/http-routes.yml"
+http_routes "$work_dir/http-routes-iam.yml" --iam
+
 merge "$work_dir/simple.yml" templates/simple.yml templates/gateway-responses.yml
-merge "$work_dir/advanced.yml" templates/advanced.yml templates/gateway-responses.yml
-merge "$work_dir/advanced-iam.yml" templates/advanced.yml templates/gateway-responses.yml templates/iam.yml \
-    "$work_dir/signed-routes.yml"
+merge "$work_dir/advanced.yml" templates/advanced.yml templates/gateway-responses.yml templates/front-door.yml \
+    "$work_dir/http-routes.yml"
+merge "$work_dir/advanced-iam.yml" templates/advanced.yml templates/gateway-responses.yml templates/front-door.yml \
+    "$work_dir/http-routes-iam.yml" templates/iam.yml "$work_dir/signed-routes.yml"
 
 package() {  # package VARIANT MERGE_TEMPLATE
     local variant=$1 merge_template=$2

@@ -13,6 +13,7 @@ from pathlib import Path
 from .fault_proxy import FaultProxy
 from .senders import Exporter, Prometheus, VMAgent
 from .stack import AccessKey, Connector, MotoTimestream
+from .tls_front import MutualTlsFront
 
 
 class Launcher:
@@ -53,6 +54,12 @@ class Launcher:
         connector = Connector(self.workdir, timestream_url, name=name, **env)
         self._stops.append(connector.proc.kill)
         return connector.start()
+
+    def tls_front(self, upstream_port: int, server_cert: Path, server_key: Path, client_ca: Path) -> MutualTlsFront:
+        """A mutual-TLS door to `upstream_port` (tests/e2e/tls_front.py)."""
+        front = MutualTlsFront(upstream_port, server_cert, server_key, client_ca).start()
+        self._stops.append(front.stop)
+        return front
 
     def exporter(self) -> Exporter:
         exporter = Exporter().start()

@@ -223,12 +223,15 @@ class Prometheus(Sender):
         scrape_configs: list[dict],
         remote_write: list[dict],
         scrape_interval: str = "1s",
+        remote_read: list[dict] | None = None,
     ) -> None:
         config = {
             "global": {"scrape_interval": scrape_interval, "scrape_timeout": scrape_interval},
             "scrape_configs": scrape_configs,
             "remote_write": remote_write,
         }
+        if remote_read:
+            config["remote_read"] = remote_read
         self.config_path.write_text(json.dumps(config, indent=2))
 
     def self_scrape(self, job: str = "prometheus") -> dict:

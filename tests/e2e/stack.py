@@ -208,6 +208,10 @@ class Connector:
         """The connector's structured `write` log lines, across restarts."""
         return [document for document in self._json_lines() if document.get("event") == "write"]
 
+    def read_events(self) -> list[dict]:
+        """The connector's structured `read` log lines, across restarts."""
+        return [document for document in self._json_lines() if document.get("event") == "read"]
+
     def metric_documents(self) -> list[dict]:
         """The connector's CloudWatch EMF documents, across restarts."""
         return [document for document in self._json_lines() if "_aws" in document]

@@ -101,6 +101,20 @@ ALARMS = {
 }
 TOPIC = "arn:aws:sns:eu-west-1:111122223333:prometheus-alerts"
 
+# The front door (templates/front-door.yml): API type x custom domain x mutual TLS.
+DOMAIN = "metrics-ingest.example.com"
+CERTIFICATE = "arn:aws:acm:eu-west-1:111122223333:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+TRUSTSTORE = "s3://example-truststores/prometheus/clients.pem"
+DOMAIN_MODES = {
+    "no domain": {},
+    "domain": {"CustomDomainName": DOMAIN, "CertificateArn": CERTIFICATE, "HostedZoneId": "Z0123456789ABCDEFGHIJ"},
+    "domain with mTLS": {"CustomDomainName": DOMAIN, "CertificateArn": CERTIFICATE, "TruststoreUri": TRUSTSTORE,
+                         "TruststoreVersion": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"},
+}
+COMBINATIONS = [
+    (variant, api_type, mode) for variant in PARAMETERISED for api_type in ("REST", "HTTP") for mode in DOMAIN_MODES
+]
+
 # glibc of the Lambda runtime's OS: Amazon Linux 2 up to python3.11, Amazon Linux 2023 after.
 RUNTIME_GLIBC = {"python3.10": (2, 26), "python3.11": (2, 26), "python3.12": (2, 34), "python3.13": (2, 34)}
 LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
@@ -385,6 +399,11 @@ def test_sam_transform_keeps_the_wiring(
         assert "*/*" in body["x-amazon-apigateway-binary-media-types"], variant
         assert body["paths"] == _swagger(template)["paths"], variant
         assert body[GATEWAY_RESPONSES] == _swagger(template)[GATEWAY_RESPONSES], variant
+        if variant in PARAMETERISED:
+            # What SAM makes of RestAPI exists only when the REST API is chosen (ApiType).
+            made = {r["Type"]: r.get("Condition") for r in resources.values()
+                    if r["Type"] in ("AWS::ApiGateway::RestApi", "AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage")}
+            assert made == dict.fromkeys(made, "IsRestApi") and len(made) == 3, (variant, made)
         function = resources["APIHandler"]["Properties"]
         assert function["Timeout"] == _resource(template, "APIHandler")["Timeout"], variant
         assert function["Environment"] == _resource(template, "APIHandler")["Environment"], variant
@@ -417,7 +436,8 @@ def test_advanced_parameters_have_defaults_descriptions_and_uses(
     template = templates[variant]
     parameters = template["Parameters"]
     assert ORIGINAL_PARAMETERS <= set(parameters)
-    used = _names_used(template["Resources"]) | _names_used(template["Outputs"])
+    # A parameter that chooses resources (ApiType, the domain's) is wired through a condition.
+    used = _names_used(template["Resources"]) | _names_used(template["Outputs"]) | _names_used(template["Conditions"])
     for name, spec in parameters.items():
         assert "Default" in spec and spec.get("Description"), name
         assert name in used, f"parameter {name} is not wired into any resource or output"
@@ -517,13 +537,23 @@ def test_iam_name_parameters_are_wired(templates: dict[str, dict[str, Any]], var
 
 @pytest.mark.parametrize("variant", PARAMETERISED)
 def test_outputs_give_the_urls_and_labels(templates: dict[str, dict[str, Any]], variant: str) -> None:
-    outputs = templates[variant]["Outputs"]
+    template = templates[variant]
+    outputs = template["Outputs"]
     assert REQUIRED_OUTPUTS <= set(outputs)
-    for route in ROUTES:
-        assert outputs[f"Invoke{route[1:].title()}URL"]["Value"] == {
-            "Fn::Sub": URL_PREFIX + "${APIGatewayStageName}" + route
-        }
-    assert outputs["EndpointURL"]["Value"] == {"Fn::Sub": URL_PREFIX + "${APIGatewayStageName}/"}
+    stage = "prod"
+    for api_type, domain, base in (
+        ("REST", "", f"https://RestAPI-id.execute-api.eu-west-1.amazonaws.com/{stage}/"),
+        ("HTTP", "", f"https://HttpApi-id.execute-api.eu-west-1.amazonaws.com/{stage}/"),
+        ("REST", DOMAIN, f"https://{DOMAIN}/"),
+        ("HTTP", DOMAIN, f"https://{DOMAIN}/"),
+    ):
+        values = _defaults(template) | {"ApiType": api_type, "APIGatewayStageName": stage}
+        if domain:
+            values |= {"CustomDomainName": domain, "CertificateArn": CERTIFICATE}
+        urls = {name: _evaluate(outputs[name]["Value"], template, values)
+                for name in ("InvokeWriteURL", "InvokeReadURL", "EndpointURL")}
+        assert urls == {"InvokeWriteURL": base + "write", "InvokeReadURL": base + "read", "EndpointURL": base}, (
+            api_type, domain)
     assert outputs["PrometheusDatabaseLabel"]["Value"] == {"Ref": "PrometheusDatabaseLabel"}
     assert outputs["PrometheusTableLabel"]["Value"] == {"Ref": "PrometheusTableLabel"}
 
@@ -581,10 +611,9 @@ def test_iam_variant_signs_every_route_and_writes_with_the_role(templates: dict[
     assert _resource(template, "TimestreamPolicy")["Roles"] == [{"Ref": "ApiHandlerRole"}]
     invoke = _resource(template, "InvokePolicy")["PolicyDocument"]["Statement"]
     assert [statement["Action"] for statement in invoke] == [["execute-api:Invoke"]]
-    resources = [item["Fn::Sub"] for item in invoke[0]["Resource"]]
-    assert sorted(resources) == sorted(
-        "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${RestAPI}/${APIGatewayStageName}/"
-        f"{method.upper()}{path}"
+    resources = sorted(_evaluate(item, template, _defaults(template)) for item in invoke[0]["Resource"])
+    assert resources == sorted(
+        f"arn:aws:execute-api:eu-west-1:111122223333:RestAPI-id/prod/{method.upper()}{path}"
         for path, method in ROUTES.items()
     )
     assert "InvokePolicyArn" in template["Outputs"]
@@ -740,13 +769,15 @@ def test_alarms_watch_the_right_metrics(templates: dict[str, dict[str, Any]], va
     template = templates[variant]
     resources = template["Resources"]
     alarms = {name for name, resource in resources.items() if resource["Type"] == "AWS::CloudWatch::Alarm"}
-    assert alarms == set(ALARMS)
+    assert alarms == set(ALARMS) | {"HttpApiServerErrorRateAlarm"}
     for name, (namespace, metric, dimensions) in ALARMS.items():
         alarm = resources[name]["Properties"]
         assert (alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"]) == (namespace, metric, dimensions), name
         assert alarm["TreatMissingData"] == "notBreaching", name  # no traffic is not an error
         assert alarm["ComparisonOperator"].startswith("GreaterThan"), name
-        assert resources[name].get("Condition") == ("HasMetrics" if namespace == {"Ref": "MetricsNamespace"} else None)
+        expected_condition = {"Ref": "MetricsNamespace"} == namespace and "HasMetrics" or (
+            "IsRestApi" if namespace == "AWS/ApiGateway" else None)
+        assert resources[name].get("Condition") == expected_condition, name
         assert alarm["AlarmName"]["Fn::Sub"].startswith("${LambdaFunctionName}-"), name
     error_rate = resources["ApiServerErrorRateAlarm"]["Properties"]
     assert error_rate["Statistic"] == "Average" and 0 < error_rate["Threshold"] < 1  # 5XXError is 0 or 1 per request
@@ -774,8 +805,9 @@ def test_alarms_notify_the_topic_only_when_given(templates: dict[str, dict[str, 
     parameter = template["Parameters"]["AlarmTopicArn"]
     assert parameter["Default"] == "" and re.fullmatch(parameter["AllowedPattern"], topic)
     values = _defaults(template) | {"AlarmTopicArn": topic}
-    for name in ALARMS:
-        alarm = _evaluate(_resource(template, name), template, values)
+    for name in (*ALARMS, "HttpApiServerErrorRateAlarm"):
+        api_type = "HTTP" if name.startswith("Http") else "REST"  # each API's alarm exists with it only
+        alarm = _evaluate(_resource(template, name), template, values | {"ApiType": api_type})
         for actions in ("AlarmActions", "OKActions"):
             assert alarm.get(actions) == ([topic] if topic else None), (name, actions)
 
@@ -824,15 +856,269 @@ def test_dashboard_shows_every_metric(templates: dict[str, dict[str, Any]], vari
 
 
 @pytest.mark.parametrize("variant", PARAMETERISED)
+@pytest.mark.parametrize("api_type", ("REST", "HTTP"))
 def test_dashboard_without_metrics_namespace_shows_aws_metrics_only(
-    templates: dict[str, dict[str, Any]], variant: str
+    templates: dict[str, dict[str, Any]], variant: str, api_type: str
 ) -> None:
     template = templates[variant]
-    values = _defaults(template) | {"MetricsNamespace": ""}
+    values = _defaults(template) | {"MetricsNamespace": "", "ApiType": api_type}
     dashboard = _dashboard(template, values)  # fails if it names an alarm that does not exist
     metrics, expressions = _graphed(dashboard)
     assert metrics and {namespace for namespace, *_ in metrics} == {"AWS/ApiGateway", "AWS/Lambda"}
     assert not expressions
+
+
+# --- the front door: every combination of API type, custom domain, mutual TLS and auth ----------
+
+def _resolve(node: Any, template: dict[str, Any], values: dict[str, str]) -> Any:
+    """`node` with every Fn::If decided for these values (AWS::NoValue branches left out); every
+    other function is kept for CloudFormation."""
+    if isinstance(node, list):
+        items = (_resolve(item, template, values) for item in node)
+        return [item for item in items if item is not NO_VALUE]
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"Fn::If"}:
+        condition, when_true, when_false = node["Fn::If"]
+        return _resolve(when_true if _condition(condition, template, values) else when_false, template, values)
+    if node == {"Ref": "AWS::NoValue"}:
+        return NO_VALUE
+    resolved = {key: _resolve(value, template, values) for key, value in node.items()}
+    return {key: value for key, value in resolved.items() if value is not NO_VALUE}
+
+
+def _concrete(template: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """The template CloudFormation deploys for these parameter values: the resources and outputs
+    whose condition holds, conditions decided, the values as the parameters' defaults."""
+    concrete = copy.deepcopy(template)
+    for section in ("Resources", "Outputs"):
+        kept = {}
+        for name, item in template[section].items():
+            if "Condition" in item and not _condition(item["Condition"], template, values):
+                continue
+            kept[name] = {key: _resolve(value, template, values) for key, value in item.items() if key != "Condition"}
+        concrete[section] = kept
+    del concrete["Conditions"]
+    # A parameter only a decided condition read (TimestreamTableArns, ApiType...) is gone with it.
+    used = _names_used(concrete["Resources"]) | _names_used(concrete["Outputs"]) | _names_used(concrete["Rules"])
+    concrete["Parameters"] = {name: spec for name, spec in concrete["Parameters"].items() if name in used}
+    for group in concrete["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]:
+        group["Parameters"] = [name for name in group["Parameters"] if name in used]
+    for name, value in values.items():
+        if name in concrete["Parameters"] and value != _defaults(template)[name]:
+            concrete["Parameters"][name]["Default"] = value
+    return concrete
+
+
+def _combination_values(template: dict[str, Any], api_type: str, mode: str) -> dict[str, str]:
+    return _defaults(template) | {"ApiType": api_type} | DOMAIN_MODES[mode]
+
+
+@pytest.fixture(scope="module")
+def combinations(templates: dict[str, dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {
+        (variant, api_type, mode): _concrete(templates[variant], _combination_values(templates[variant], api_type, mode))
+        for variant, api_type, mode in COMBINATIONS
+    }
+
+
+def test_every_front_door_combination_passes_cfn_lint_and_the_sam_transform(
+    combinations: dict[tuple[str, str, str], dict[str, Any]], tmp_path: Path,
+    sam_transform: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    """REST/HTTP x no domain/domain/domain with mTLS x basic/IAM, each as CloudFormation would
+    deploy it: linted before and after the SAM transform, in one cfn-lint run."""
+    files = []
+    for (variant, api_type, mode), template in combinations.items():
+        name = slug_of(variant, api_type, mode)
+        (tmp_path / f"{name}.yml").write_text(yaml.dump(template, Dumper=_NoAliases))
+        output = sam_transform(template)
+        types = [resource["Type"] for resource in output["Resources"].values()]
+        assert ("AWS::ApiGateway::RestApi" in types) == (api_type == "REST"), name
+        assert ("AWS::ApiGatewayV2::Api" in types) == (api_type == "HTTP"), name
+        if api_type == "REST":
+            (rest_api,) = [r["Properties"] for r in output["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+            # SAM writes DisableExecuteApiEndpoint as the OpenAPI extension API Gateway imports.
+            endpoint = rest_api["Body"]["x-amazon-apigateway-endpoint-configuration"]
+            assert endpoint["disableExecuteApiEndpoint"] is (mode != "no domain"), name
+            if mode != "no domain":
+                # SAM's RestAPI.Stage reference became the stage it made.
+                (stage_name,) = [n for n, r in output["Resources"].items() if r["Type"] == "AWS::ApiGateway::Stage"]
+                mapping = output["Resources"]["RestApiBasePathMapping"]["Properties"]
+                assert mapping["Stage"] == {"Ref": stage_name}, name
+        (tmp_path / f"{name}-cfn.yml").write_text(yaml.dump(output, Dumper=_NoAliases))
+        files += [str(tmp_path / f"{name}.yml"), str(tmp_path / f"{name}-cfn.yml")]
+    assert len(files) == 2 * 12
+    result = subprocess.run([str(BIN / "cfn-lint"), *files], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def slug_of(*parts: str) -> str:
+    return "-".join(re.sub(r"[^a-z0-9]+", "_", part.lower()) for part in parts)
+
+
+@pytest.mark.parametrize(("variant", "api_type", "mode"), COMBINATIONS)
+def test_exactly_one_api_serves_and_a_domain_switches_the_execute_api_endpoint_off(
+    combinations: dict[tuple[str, str, str], dict[str, Any]], variant: str, api_type: str, mode: str
+) -> None:
+    template = combinations[(variant, api_type, mode)]
+    resources = template["Resources"]
+    rest = {"RestAPI", "APIHandlerInvokePermission", "ApiServerErrorRateAlarm"}
+    http = {"HttpApi", "HttpApiIntegration", "HttpApiStage", "HttpApiInvokePermission", "HttpApiServerErrorRateAlarm"}
+    present, absent = (rest, http) if api_type == "REST" else (http, rest)
+    assert present <= set(resources) and not absent & set(resources)
+    api = resources["RestAPI" if api_type == "REST" else "HttpApi"]["Properties"]
+    has_domain = mode != "no domain"
+    # Otherwise any client could go around the custom domain (and its mutual TLS).
+    assert api["DisableExecuteApiEndpoint"] is has_domain
+    domains = [r for r in resources.values() if r["Type"] in ("AWS::ApiGateway::DomainName", "AWS::ApiGatewayV2::DomainName")]
+    assert len(domains) == has_domain
+    urls = {name: _evaluate(template["Outputs"][name]["Value"], template, _defaults(template))
+            for name in ("InvokeWriteURL", "InvokeReadURL")}
+    if not has_domain:
+        assert "CustomDomainTarget" not in template["Outputs"]
+        api_id = "RestAPI-id" if api_type == "REST" else "HttpApi-id"
+        assert urls["InvokeWriteURL"] == f"https://{api_id}.execute-api.eu-west-1.amazonaws.com/prod/write"
+        return
+    assert urls == {"InvokeWriteURL": f"https://{DOMAIN}/write", "InvokeReadURL": f"https://{DOMAIN}/read"}
+    (domain,) = domains
+    properties = domain["Properties"]
+    assert properties["DomainName"] == {"Ref": "CustomDomainName"}
+    if api_type == "REST":
+        assert domain["Type"] == "AWS::ApiGateway::DomainName"
+        assert properties["SecurityPolicy"] == "TLS_1_2"
+        assert properties["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+        assert properties["RegionalCertificateArn"] == {"Ref": "CertificateArn"}
+        mapping = resources["RestApiBasePathMapping"]["Properties"]
+        assert (mapping["RestApiId"], mapping["DomainName"]) == ({"Ref": "RestAPI"}, {"Ref": "RestApiDomainName"})
+        assert "BasePath" not in mapping  # the stage at the domain's root: https://<domain>/write
+    else:
+        (configuration,) = properties["DomainNameConfigurations"]
+        assert configuration == {"CertificateArn": {"Ref": "CertificateArn"}, "EndpointType": "REGIONAL",
+                                 "SecurityPolicy": "TLS_1_2"}
+        mapping = resources["HttpApiMapping"]["Properties"]
+        assert mapping == {"ApiId": {"Ref": "HttpApi"}, "DomainName": {"Ref": "HttpApiDomainName"},
+                           "Stage": {"Ref": "HttpApiStage"}}
+    if mode == "domain with mTLS":
+        assert properties["MutualTlsAuthentication"] == {
+            "TruststoreUri": {"Ref": "TruststoreUri"}, "TruststoreVersion": {"Ref": "TruststoreVersion"}}
+    else:
+        assert "MutualTlsAuthentication" not in properties
+    records = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Route53::RecordSet"]
+    if "HostedZoneId" in DOMAIN_MODES[mode]:
+        (record,) = records
+        domain_name = "RestApiDomainName" if api_type == "REST" else "HttpApiDomainName"
+        assert record["AliasTarget"]["DNSName"] == {"Fn::GetAtt": [domain_name, "RegionalDomainName"]}
+        assert record["AliasTarget"]["HostedZoneId"] == {"Fn::GetAtt": [domain_name, "RegionalHostedZoneId"]}
+        assert (record["Name"], record["Type"]) == ({"Ref": "CustomDomainName"}, "A")
+    else:
+        assert not records
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_the_domain_parameters_are_checked_together(templates: dict[str, dict[str, Any]], variant: str) -> None:
+    """The template's rules: what CloudFormation refuses before creating anything."""
+    template = templates[variant]
+
+    def accepted(**values: str) -> bool:
+        merged = _defaults(template) | values
+        return all(
+            _condition_value(assertion["Assert"], template, merged)
+            for rule in template["Rules"].values() for assertion in rule["Assertions"]
+        )
+
+    for mode in DOMAIN_MODES.values():
+        assert accepted(**mode), mode
+    assert not accepted(CustomDomainName=DOMAIN)  # no certificate
+    assert not accepted(CertificateArn=CERTIFICATE)  # a certificate for nothing
+    assert not accepted(TruststoreUri=TRUSTSTORE)  # mutual TLS needs the custom domain
+    assert not accepted(HostedZoneId="Z0123456789ABCDEFGHIJ")
+    assert not accepted(CustomDomainName=DOMAIN, CertificateArn=CERTIFICATE, TruststoreVersion="v1")
+    parameters = template["Parameters"]
+    assert parameters["ApiType"]["Default"] == "REST" and parameters["ApiType"]["AllowedValues"] == ["REST", "HTTP"]
+    for name, good, bad in (
+        ("CustomDomainName", DOMAIN, "https://metrics.example.com/"),
+        ("CertificateArn", CERTIFICATE, "arn:aws:iam::111122223333:server-certificate/x"),
+        ("TruststoreUri", TRUSTSTORE, "https://example-truststores.s3.amazonaws.com/clients.pem"),
+        ("HostedZoneId", "Z0123456789ABCDEFGHIJ", "example.com"),
+    ):
+        pattern = parameters[name]["AllowedPattern"]
+        assert re.fullmatch(pattern, "") and re.fullmatch(pattern, good) and not re.fullmatch(pattern, bad), name
+
+
+def _app_routes() -> set[tuple[str, str]]:
+    sys.path.insert(0, str(ROOT))
+    from app import app  # the routes package.sh reads
+
+    return {(method, path) for path, methods in app.routes.items() for method in methods}
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_http_api_has_every_route_of_the_app_behind_a_payload_format_1_0_integration(
+    combinations: dict[tuple[str, str, str], dict[str, Any]], variant: str
+) -> None:
+    template = combinations[(variant, "HTTP", "no domain")]
+    resources = template["Resources"]
+    integration = resources["HttpApiIntegration"]["Properties"]
+    assert integration["IntegrationType"] == "AWS_PROXY"
+    # 1.0: Chalice's handler reads requestContext.resourcePath, which a 2.0 event lacks.
+    assert integration["PayloadFormatVersion"] == "1.0"
+    assert integration["IntegrationUri"] == {"Fn::GetAtt": ["APIHandler", "Arn"]}
+    assert integration["TimeoutInMillis"] <= 30000  # an HTTP API's most
+    routes = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::ApiGatewayV2::Route"}
+    keys = {tuple(route["RouteKey"].split(" ", 1)) for route in routes.values()}
+    assert keys == _app_routes()
+    assert ("POST", "/write") in keys and ("POST", "/read") in keys
+    for name, route in routes.items():
+        assert route["Target"] == {"Fn::Sub": "integrations/${HttpApiIntegration}"}, name
+        assert route["ApiId"] == {"Ref": "HttpApi"}, name
+        # The IAM variant's routes all require a SigV4 signature; the basic ones leave it to the app.
+        assert route["AuthorizationType"] == ("AWS_IAM" if variant.endswith("-iam") else "NONE"), name
+    stage = resources["HttpApiStage"]
+    assert sorted(stage["DependsOn"]) == sorted(routes)  # route settings need their routes
+    assert stage["Properties"]["StageName"] == {"Ref": "APIGatewayStageName"}
+    assert stage["Properties"]["AutoDeploy"] is True
+    settings = stage["Properties"]["RouteSettings"]
+    assert set(settings) <= {route["RouteKey"] for route in routes.values()}
+    for key, kind in (("POST /write", "Write"), ("POST /read", "Read")):
+        assert settings[key] == {"ThrottlingBurstLimit": {"Ref": f"{kind}ThrottlingBurstLimit"},
+                                 "ThrottlingRateLimit": {"Ref": f"{kind}ThrottlingRateLimit"}}, key
+    permission = resources["HttpApiInvokePermission"]["Properties"]
+    assert permission["SourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${HttpApi}/*"}
+    if variant.endswith("-iam"):
+        invoke = resources["InvokePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Resource"]
+        arns = sorted(_evaluate(item, template, _defaults(template)) for item in invoke)
+        assert arns == [f"arn:aws:execute-api:eu-west-1:111122223333:HttpApi-id/prod/POST/{route}"
+                        for route in ("read", "write")]
+
+
+@pytest.mark.parametrize("variant", PARAMETERISED)
+def test_http_api_alarm_and_dashboard_use_the_http_api_metric_names_and_dimensions(
+    combinations: dict[tuple[str, str, str], dict[str, Any]], variant: str
+) -> None:
+    template = combinations[(variant, "HTTP", "no domain")]
+    values = _defaults(template)
+    alarm = template["Resources"]["HttpApiServerErrorRateAlarm"]["Properties"]
+    dimensions = [{"Name": "ApiId", "Value": {"Ref": "HttpApi"}}, {"Name": "Stage", "Value": {"Ref": "APIGatewayStageName"}}]
+    stats = {query["Id"]: query["MetricStat"] for query in alarm["Metrics"] if "MetricStat" in query}
+    assert {name: (stat["Metric"]["Namespace"], stat["Metric"]["MetricName"], stat["Metric"]["Dimensions"], stat["Stat"])
+            for name, stat in stats.items()} == {
+        "errors": ("AWS/ApiGateway", "5xx", dimensions, "Sum"),
+        "requests": ("AWS/ApiGateway", "Count", dimensions, "Sum"),
+    }
+    (rate,) = [query for query in alarm["Metrics"] if query.get("ReturnData")]
+    assert rate["Expression"] == "errors / requests" and 0 < alarm["Threshold"] < 1
+    assert alarm["AlarmName"] == {"Fn::Sub": "${LambdaFunctionName}-api-5xx-rate"}
+    dashboard = _dashboard(template, values)
+    metrics, _ = _graphed(dashboard)
+    api = ("ApiId", "HttpApi-id", "Stage", values["APIGatewayStageName"])
+    for metric in ("Count", "4xx", "5xx", "Latency", "IntegrationLatency"):
+        assert ("AWS/ApiGateway", metric, *api) in metrics, metric
+    assert not [m for m in metrics if m[0] == "AWS/ApiGateway" and "ApiName" in m]
+    shown_alarms = {alarm for w in dashboard["widgets"] if w["type"] == "alarm" for alarm in w["properties"]["alarms"]}
+    assert "arn:HttpApiServerErrorRateAlarm.Arn" in shown_alarms
+    assert "arn:ApiServerErrorRateAlarm.Arn" not in shown_alarms
 
 
 # --- the zip -----------------------------------------------------------------------------------

@@ -222,7 +222,7 @@ def test_one_json_log_line_per_stored_request_with_every_field(http, timestream,
     response, event = logged_write(caplog, http, body)
     assert response.status_code == 204
     assert event == {
-        "event": "write", "status": 204, "error": None, "written": 1, "histograms_written": 0, "exemplars_written": 0, "dropped": {"nan": 1}, "refused": {},
+        "event": "write", "engine": "liveanalytics", "status": 204, "error": None, "written": 1, "histograms_written": 0, "exemplars_written": 0, "dropped": {"nan": 1}, "refused": {},
         "rejected": {}, "calls": 1, "retries": 0, "throttles": 0, "write_units": 1,
         "destinations": {"prometheus.metrics": 1},
         "request_bytes": len(body), "protocol": "1.0",
@@ -249,7 +249,7 @@ def test_one_json_log_line_counts_every_outcome_of_a_mixed_request(load_app, tim
              f"(record 0: {conflict}); 2 records written")
     assert (response.status_code, response.body.decode()) == (400, error + "\n")
     assert event == {
-        "event": "write", "status": 400, "error": error, "written": 2, "histograms_written": 0, "exemplars_written": 0, "dropped": {"nan": 1},
+        "event": "write", "engine": "liveanalytics", "status": 400, "error": error, "written": 2, "histograms_written": 0, "exemplars_written": 0, "dropped": {"nan": 1},
         "refused": {"missing_metric_name": 1}, "rejected": {"conflicting_value": 1}, "calls": 2, "retries": 1,
         "throttles": 1, "write_units": 2, "refused_examples": {"missing_metric_name": ['{job="no-name"}']},
         "destinations": {"prometheus.metrics": 1, "prometheus.nodes": 1}, "request_bytes": len(body),

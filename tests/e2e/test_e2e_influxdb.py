@@ -11,6 +11,7 @@ import os
 import struct
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -264,3 +265,19 @@ def test_a_retried_request_rewrites_identical_points_without_duplicates(http):
         assert http.post("/write", body=body, headers=write_headers(Authorization=AUTH)).status_code == 204
     (result,) = read_back(http, (t - 1, t + 2, [("__name__", "=", "e2e_retry")]))
     assert [len(s.samples) for s in result.timeseries] == [2]
+
+
+def test_influxdbs_own_prometheus_read_endpoint_leaves_regexes_unanchored_and_the_connector_does_not(
+    http, influxdb, semantics_data
+):
+    t = semantics_data
+    query = (t - 1, t + 1, [("__name__", "=~", "e2e_sem_a")])
+    native = urllib.request.Request(
+        f"{influxdb.url}/api/v1/prom/read?db={DATABASE}&u={USER}&p={PASSWORD}", data=read_request(query),
+        method="POST", headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"})
+    with urllib.request.urlopen(native, timeout=10) as answer:
+        (theirs,) = pb.ReadResponse.FromString(snappy.uncompress(answer.read())).results
+    names = {label.value for s in theirs.timeseries for label in s.labels if label.name == "__name__"}
+    assert "e2e_sem_ab" in names  # 1.6.7 matches the regex anywhere in the name
+    (ours,) = read_back(http, query)
+    assert {dict(key)["__name__"] for key in labelled(ours)} == {"e2e_sem_a"}

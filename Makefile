@@ -13,9 +13,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
-# PORT, EMULATOR_PORT, RELOAD=1, RUN_DATA=<dir>, RUN_LOG=<file>: see scripts/run_local.py.
+# PORT, EMULATOR_PORT, RELOAD=1, RUN_DATA=<dir>, RUN_LOG=<file>, DEFAULT_DATABASE= DEFAULT_TABLE=
+# (empty: no default destination, as deployed): see scripts/run_local.py. Run as a module so the
+# project's packages import from the root without touching sys.path.
 run: $(STAMP)
-	@$(BIN)/python scripts/run_local.py
+	@$(BIN)/python -m scripts.run_local
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -35,6 +35,11 @@ _NOT_FOUND = Outcome(
     "no such path: remote write goes to POST /write and remote read to POST /read "
     "(append /write or /read to the API's URL)",
 )
+_METHOD_NOT_ALLOWED = Outcome(
+    405,
+    "method not allowed: remote write goes to POST /write and remote read to POST /read",
+    headers={"Allow": "POST"},
+)
 # The first request a process serves pays for the imports and clients; logs say which it was.
 _cold_start = True
 
@@ -114,7 +119,24 @@ def read() -> Response:
     return _serve("read", lambda: handle_read(body, headers, settings, engine))
 
 
-# Any other path or method, to at least a few levels deep: the app answers itself, naming the
+# Any other method on /write and /read: 405 with the Allow header RFC 9110 requires, naming both
+# routes. Registered, so API Gateway passes them to the function like chalice local does (without
+# them chalice local answers its own 405 and API Gateway a 404): the same answer everywhere.
+_OTHER_METHODS = ["GET", "PUT", "PATCH", "DELETE", "HEAD"]
+
+
+def method_not_allowed() -> Response:
+    return _serve("method_not_allowed", lambda: _METHOD_NOT_ALLOWED)
+
+
+for _route in ("/write", "/read"):
+    app.route(
+        _route, methods=_OTHER_METHODS, content_types=["*/*"], name=f"method_not_allowed_{_route[1:]}",
+        authorizer=authorizer,
+    )(method_not_allowed)
+
+
+# Any other path, to at least a few levels deep: the app answers itself, naming the
 # right paths and never repeating a request header. Without these, API Gateway (and chalice
 # local) answer an unknown path with a 403 that quotes the Authorization header: the base64
 # access key and secret would end up in Prometheus's log. The templates' Gateway Responses

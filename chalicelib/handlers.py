@@ -19,6 +19,8 @@ from chalicelib.codec import (
     decode_write_request,
     encode_response,
     negotiate_write,
+    refuse_read_sent_to_write,
+    refuse_write_sent_to_read,
     written_headers,
 )
 from chalicelib.config import Settings
@@ -44,6 +46,8 @@ def handle_write(body: bytes, headers: Mapping[str, str], settings: Settings, en
     the exact counts after a partial write. A 1.0 answer carries none, so that a sender never
     takes a 1.0 answer for a 2.0 receiver's."""
     try:
+        # A misrouted read first: its answer names the right path, a 415 would not.
+        refuse_read_sent_to_write(headers)
         message = negotiate_write(*_body_headers(headers))
     except ConnectorError as error:
         return Outcome.failed(error)
@@ -69,6 +73,9 @@ def handle_write(body: bytes, headers: Mapping[str, str], settings: Settings, en
 def handle_read(body: bytes, headers: Mapping[str, str], settings: Settings, engine: Engine) -> Outcome:
     """Answer one remote read request with a snappy-compressed ReadResponse."""
     try:
+        # A misrouted write first, whatever its credentials or Content-Type: the answer must name
+        # /write, and nothing may be queried (or billed) for it.
+        refuse_write_sent_to_read(headers)
         credentials = engine.credentials(headers)
         request = decode_read_request(body, *_body_headers(headers), settings.max_decompressed_bytes)
         response = engine.read(request, credentials)

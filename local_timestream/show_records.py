@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -33,9 +34,36 @@ def stored_records(endpoint: str, database: str, table: str) -> list[dict]:
     raise SystemExit(f"no table {database}.{table} in the local Timestream at {endpoint}")
 
 
+# Names Prometheus's text format prints bare; any other (UTF-8 names, as Prometheus 3 allows) it
+# prints quoted, the metric name then inside the braces.
+_CLASSIC_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_CLASSIC_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def quoted(text: str) -> str:
+    """A string as Prometheus's text format quotes it: backslash, double quote and line feed
+    escaped, nothing else, so a value with a quote in it cannot be read as two labels."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def label_name(name: str) -> str:
+    return name if _CLASSIC_LABEL_NAME.fullmatch(name) else quoted(name)
+
+
 def format_record(record: dict) -> str:
-    dimensions = ",".join(f'{d["Name"]}="{d["Value"]}"' for d in record.get("Dimensions", []))
-    return f'{record["MeasureName"]}{{{dimensions}}} {record["MeasureValue"]} @{record["Time"]}'
+    """`name{labels} value @time`, as Prometheus prints a sample; a MULTI record's measures as
+    `measure=value` pairs (text ones quoted) in place of the value."""
+    name = record["MeasureName"]
+    labels = [f'{label_name(d["Name"])}={quoted(d["Value"])}' for d in record.get("Dimensions", [])]
+    if not _CLASSIC_METRIC_NAME.fullmatch(name):
+        labels.insert(0, quoted(name))
+        name = ""
+    if "MeasureValues" in record:
+        value = " ".join(f'{m["Name"]}={m["Value"] if m.get("Type") != "VARCHAR" else quoted(m["Value"])}'
+                         for m in record["MeasureValues"])
+    else:
+        value = record["MeasureValue"]
+    return f'{name}{{{",".join(labels)}}} {value} @{record["Time"]}'
 
 
 def main(argv: list[str]) -> int:

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from .fault_proxy import FaultProxy
 from .launcher import Launcher
 from .procs import wait_until
-from .senders import FAST_QUEUE, routing_relabel
+from .senders import FAST_QUEUE, metric_total, routing_relabel
 from .stack import AccessKey, new_access_key
 
 DATABASE = "e2e"
 TABLE = "misconfig"
 MISSING_TABLE = "no_such_table"
+MISROUTED_TABLE = "misrouted"
 STATUS_TEXT = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
 
 
@@ -143,3 +144,52 @@ def test_wrong_credentials_and_missing_table_are_logged_by_prometheus(launcher: 
     assert not failures, "\n".join(failures)
     # Nothing reached the table through a refused queue.
     assert launcher.moto.records(DATABASE, TABLE) == []
+
+
+def test_a_remote_write_url_ending_in_read_is_refused_and_prometheus_counts_nothing_sent(launcher: Launcher) -> None:
+    """The remote_write URL ends in /read: Prometheus 2.42's write, with its own headers, gets a
+    400 naming /write, logs it, drops the batch without retrying and counts nothing as sent; the
+    connector runs no Timestream query for it. With default destinations set (as `make run` sets
+    them), each series would read as a query of the default table without matchers, and the
+    answer would be 200."""
+    launcher.moto.create_table(DATABASE, MISROUTED_TABLE)
+    timestream = launcher.timestream_proxy()
+    connector = launcher.connector(timestream.url, DEFAULT_DATABASE=DATABASE, DEFAULT_TABLE=MISROUTED_TABLE)
+    tap = launcher.proxy(connector.url)
+    url = f"{tap.url}/read"
+    prometheus = launcher.prometheus()
+    prometheus.write_config(
+        scrape_configs=[prometheus.self_scrape("prometheus")],
+        remote_write=[{
+            "url": url,
+            "name": "misrouted",
+            "remote_timeout": "5s",
+            "basic_auth": launcher.basic_auth(),
+            "queue_config": FAST_QUEUE,
+        }],
+    )
+    prometheus.start()
+
+    def logged() -> list[str]:
+        return [line for line in prometheus.log_lines('msg="non-recoverable error"') if f"url={url} " in line]
+
+    wait_until("Prometheus to log the refused write", logged, timeout=40, interval=0.5)
+    answers = [ex for ex in tap.snapshot() if ex.status]
+    assert answers and {ex.status for ex in answers} == {400}, [(ex.status, ex.response_body) for ex in answers]
+    assert all(ex.request_headers.get("X-Prometheus-Remote-Write-Version") == "0.1.0" for ex in answers)
+    message = answers[0].response_body.decode().rstrip("\n")
+    assert "\n" not in message and "POST /write" in message, message
+    assert launcher.aws_key.secret_access_key not in message
+    expected_log = f'err="server returned HTTP status 400 Bad Request: {message}"'
+    assert expected_log in logged()[0].replace('\\"', '"'), logged()[0]
+    # Every sample Prometheus tried to send counts as failed, none as sent (samples_total counts
+    # attempts; a batch in flight is counted in it before its answer, hence the wait).
+    def all_failed() -> bool:
+        samples = prometheus.metrics()
+        failed = metric_total(samples, "prometheus_remote_storage_samples_failed_total", url=url)
+        return 0 < failed == metric_total(samples, "prometheus_remote_storage_samples_total", url=url)
+
+    wait_until("every sample sent to count as failed", all_failed, timeout=20, interval=0.5)
+    assert prometheus.remote_metric("prometheus_remote_storage_samples_retried_total", url) == 0
+    assert [ex.operation for ex in timestream.snapshot()] == [], "the connector called Timestream"
+    assert launcher.moto.records(DATABASE, MISROUTED_TABLE) == []

@@ -158,6 +158,11 @@ def run(module_launcher: Launcher) -> Run:
     prom_self = prometheus.raw_samples('{job="prometheus"}', start_ms, end_ms)
     prom_exporter = prometheus.raw_samples('{job="exporter"}', start_ms, end_ms)
     everything = prometheus.raw_samples('{__name__=~".+"}', start_ms - 60_000, int(time.time() * 1000))
+    # What the tap saw, the tables, the connector's log lines and its metric documents are read one
+    # after the other: with Prometheus still sending, a request could fall between two reads (a
+    # write logged after its log lines were read, before its EMF documents were).
+    prometheus.kill()
+    wait_until("the tap to be idle", lambda: tap.in_flight() == 0, timeout=20)
     return Run(
         start_ms=start_ms,
         end_ms=end_ms,

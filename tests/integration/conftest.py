@@ -185,7 +185,7 @@ class LocalRun:
         self.servers: list[int] = []
         with open(log_path, "w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "scripts" / "run_local.py")],
+                [sys.executable, "-m", "scripts.run_local"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
 

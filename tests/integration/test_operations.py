@@ -209,6 +209,35 @@ def test_unknown_paths_over_http_under_chalice_local_never_echo_the_credentials(
     assert all(TOKEN not in value for value in response.headers.values())
 
 
+# Every method but POST on the two routes: 405 naming both, with the Allow header, the same under
+# chalice test, chalice local and API Gateway (test_package: the routes reach the function).
+OTHER_METHODS = [(method, path) for path in ("/write", "/read") for method in ("GET", "PUT", "PATCH", "DELETE", "HEAD")]
+
+
+def assert_method_not_allowed(status: int, headers, text: str, method: str) -> None:
+    assert status == 405, text
+    assert headers["Allow"] == "POST"
+    assert TOKEN not in text and SECRET_ACCESS_KEY not in text
+    assert all(TOKEN not in value for value in headers.values())
+    if method != "HEAD":
+        assert text.endswith("\n") and text.count("\n") == 1, text
+        assert "POST /write" in text and "POST /read" in text, text
+
+
+@pytest.mark.parametrize(("method", "path"), OTHER_METHODS)
+def test_other_methods_on_write_and_read_are_405_allowing_post_and_naming_both_routes(http, method, path):
+    response = http.request(method, path, headers=write_headers(), body=b"")
+    assert_method_not_allowed(response.status_code, response.headers, response.body.decode(), method)
+
+
+@pytest.mark.parametrize(("method", "path"), OTHER_METHODS)
+def test_other_methods_on_write_and_read_over_http_under_chalice_local_are_405_allowing_post(local_run, method,
+                                                                                               path):
+    response = requests.request(method, f"http://127.0.0.1:{local_run.port}{path}", headers=write_headers(),
+                                timeout=30)
+    assert_method_not_allowed(response.status_code, response.headers, response.text, method)
+
+
 def _billed_units(body: dict) -> int:
     """Timestream's write metering, computed here from a WriteRecords body as sent: per record
     the time (8 bytes), dimension names and values, measure name and a DOUBLE (8 bytes); what

@@ -576,6 +576,19 @@ def test_api_passes_protobuf_bytes_both_ways(templates: dict[str, dict[str, Any]
     assert "MinimumCompressionSize" not in _resource(template, "RestAPI")  # bodies pass untouched
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_other_methods_on_write_and_read_reach_the_function_for_its_405(
+    templates: dict[str, dict[str, Any]], variant: str
+) -> None:
+    """A method without an operation is answered by API Gateway itself (MISSING_AUTHENTICATION_TOKEN,
+    a 404 here): the deployed answer to GET /write would differ from chalice local's 405."""
+    paths = _swagger(templates[variant])["paths"]
+    for path in ROUTES:
+        for method in ("get", "put", "patch", "delete", "head"):
+            integration = paths[path].get(method, {}).get("x-amazon-apigateway-integration", {})
+            assert integration.get("type") == "aws_proxy", f"{method.upper()} {path} does not reach the function"
+
+
 @pytest.mark.parametrize("variant", ("simple", "advanced"))
 def test_basic_variants_leave_authorization_to_the_function(
     templates: dict[str, dict[str, Any]], variant: str

@@ -209,3 +209,16 @@ def test_a_refused_content_type_is_quoted_back_truncated():
     with pytest.raises(UnsupportedMediaType) as raised:
         negotiate_write("text/" + "x" * 500, "snappy")
     assert len(raised.value.message) < 400 and "..." in raised.value.message
+
+
+# -- a request sent to the other endpoint names the right one ---------------------------------------
+
+def test_a_read_message_type_on_write_is_415_naming_read():
+    with pytest.raises(UnsupportedMediaType, match="remote read goes to POST /read"):
+        negotiate_write("application/x-protobuf;proto=prometheus.ReadRequest", "snappy")
+
+
+@pytest.mark.parametrize("message", [WRITE_V1, WRITE_V2])
+def test_a_write_message_type_on_read_is_415_naming_write(message):
+    with pytest.raises(UnsupportedMediaType, match="remote write goes to POST /write"):
+        check_read_headers(f"application/x-protobuf;proto={message}", "snappy")

@@ -14,6 +14,7 @@ of the same `data_dir`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -34,6 +35,16 @@ _START_SECONDS = 30.0
 
 class InfluxDBStartError(RuntimeError):
     """influxd is missing, a port is taken, or the server exited or did not answer in time."""
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux sends it SIGKILL when the process that started it dies,
+    so a test or script killed before `stop()` leaves no influxd behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, 9)
 
 
 def free_port() -> int:
@@ -211,7 +222,7 @@ def start(
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [binary, "run", "-config", str(config_path)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
         )
     server = LocalInfluxDB(process, port, rpc_port, data_path, config_path, log_path)
     try:

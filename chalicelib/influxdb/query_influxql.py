@@ -15,7 +15,10 @@
   quote and the newline escaped as InfluxQL's scanner reads them; in a regex literal `/` is
   written `\\/` (the scanner's one escape), a literal backslash `\\x5c` (so no backslash is
   taken for the escape of a following `/`) and a newline `\\n` (a literal may not hold one).
-  No matcher value can change the statement's structure.
+  A carriage return or NUL breaks every InfluxQL token and has no escape in strings (verified
+  on 1.6.7): a value holding one is compared with an equivalent regex (`\\r`, `\\x00`), and a
+  label name holding one cannot be queried (400). No matcher value can change the statement's
+  structure.
 
 Statements relied on: SELECT with `::field`/`::tag` casts and the `*::tag` wildcard, FROM a
 quoted measurement or a regex, WHERE with `=`, `!=`, `=~`, `!~`, AND and an RFC 3339 time range:
@@ -25,25 +28,38 @@ all in InfluxQL as InfluxDB 1.x, 2.x (v1 API) and 3 serve it.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterable, Sequence
 
 from chalicelib.errors import BadRequest
 from chalicelib.influxdb.histograms import HISTOGRAM, VALUE
-from chalicelib.matchers import EQ, METRIC_NAME_LABEL, NEQ, RE, Matcher
+from chalicelib.matchers import EQ, METRIC_NAME_LABEL, NEQ, NRE, RE, Matcher
 
 # InfluxDB's time range (nanoseconds in an int64), in milliseconds.
 MIN_TIME_MS = -9_223_372_036_854
 MAX_TIME_MS = 9_223_372_036_854
 _IDENTIFIER_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
 _LITERAL_ESCAPES = str.maketrans({"\\": "\\\\", "'": "\\'", "\n": "\\n"})
+# What no InfluxQL string or identifier can hold: the scanner ends every token at them.
+_UNQUOTABLE = re.compile("[\r\x00]")
+_REGEX_META = frozenset("\\.+*?()|[]{}^$")
 
 
 def quote_identifier(name: str) -> str:
+    if _UNQUOTABLE.search(name):
+        raise BadRequest(
+            f"label name {name!r}: InfluxQL cannot name a tag holding a carriage return or NUL"
+        )
     return '"' + name.translate(_IDENTIFIER_ESCAPES) + '"'
 
 
 def quote_literal(value: str) -> str:
     return "'" + value.translate(_LITERAL_ESCAPES) + "'"
+
+
+def literal_pattern(text: str) -> str:
+    """An RE2 pattern matching exactly `text`."""
+    return "".join("\\" + char if char in _REGEX_META else _quote_meta(char) for char in text)
 
 
 def _quote_meta(char: str) -> str:
@@ -52,7 +68,8 @@ def _quote_meta(char: str) -> str:
         return char
     if char == "\n":
         return "\\n"
-    return "\\" + char if char.isprintable() and char != " " else f"\\x{{{ord(char):x}}}"
+    # ASCII punctuation escaped; ASCII controls and space by code (all below 0x80 here).
+    return "\\" + char if char.isprintable() and char != " " else f"\\x{ord(char):02x}"
 
 
 def _regex_body(pattern: str) -> str:
@@ -87,6 +104,10 @@ def _regex_body(pattern: str) -> str:
             out.append("\\/")
         elif char == "\n":
             out.append("\\n")
+        elif char == "\r":
+            out.append("\\r")
+        elif char == "\x00":
+            out.append("\\x00")
         else:
             out.append(char)
         i += 1
@@ -107,6 +128,10 @@ def _time_literal(ms: int) -> str:
 def _condition(matcher: Matcher) -> str:
     tag = quote_identifier(matcher.name) + "::tag"
     if matcher.op in (EQ, NEQ):
+        if _UNQUOTABLE.search(matcher.value):
+            # The same comparison as a regex, which can spell these characters as escapes.
+            op = RE if matcher.op == EQ else NRE
+            return f"{tag} {op} {regex_literal(literal_pattern(matcher.value))}"
         return f"{tag} {matcher.op} {quote_literal(matcher.value)}"
     return f"{tag} {matcher.op} {regex_literal(matcher.value)}"
 
@@ -114,6 +139,8 @@ def _condition(matcher: Matcher) -> str:
 def _measurements(name_matchers: Sequence[Matcher]) -> str:
     for matcher in name_matchers:
         if matcher.op == EQ:
+            if _UNQUOTABLE.search(matcher.value):
+                return regex_literal(literal_pattern(matcher.value))
             return quote_identifier(matcher.value)
     for matcher in name_matchers:
         if matcher.op == RE:

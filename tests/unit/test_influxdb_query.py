@@ -27,8 +27,8 @@ def scan_string(text: str, start: int) -> tuple[str, int]:
         char = text[i]
         if char == quote:
             return "".join(out), i + 1
-        if char == "\n":
-            raise ValueError("newline in string")
+        if char in "\n\r\x00":
+            raise ValueError("newline, carriage return or NUL in a string (1.6.7 ends the token)")
         if char == "\\":
             out.append(_STRING_ESCAPES[text[i + 1]])  # KeyError: a bad escape
             i += 2
@@ -46,8 +46,8 @@ def scan_regex(text: str, start: int) -> tuple[str, int]:
         char = text[i]
         if char == "/":
             return "".join(out), i + 1
-        if char == "\n":
-            raise ValueError("newline in regex")
+        if char in "\n\r\x00":
+            raise ValueError("newline, carriage return or NUL in a regex")
         if char == "\\" and text[i + 1] == "/":
             out.append("/")
             i += 2
@@ -56,14 +56,25 @@ def scan_regex(text: str, start: int) -> tuple[str, int]:
         i += 1
 
 
-TEXT = st.text(alphabet=st.sampled_from(list("'\"\\/\n ab=~!;)(*.$^|")) | st.characters(exclude_categories=("Cs",)),
+TEXT = st.text(alphabet=st.sampled_from(list("'\"\\/\n\r\x00 ab=~!;)(*.$^|")) | st.characters(exclude_categories=("Cs",)),
                max_size=12)
 
 
-@given(TEXT)
+@given(TEXT.filter(lambda text: "\r" not in text and "\x00" not in text))
 def test_literals_and_identifiers_scan_back_to_the_value_and_end_where_they_end(value):
     for quoted in (quote_literal(value), quote_identifier(value)):
         assert scan_string(quoted + " AND x", 0) == (value, len(quoted))
+
+
+@pytest.mark.parametrize("value", ["a\rb", "\x00", "x\r\n/\\"])
+def test_values_no_string_can_hold_are_compared_with_an_equivalent_regex(value):
+    sql = build_query([Matcher(EQ, "__name__", value), Matcher(NEQ, "job", value)], 0, 1, ROUTING)
+    assert "\r" not in sql.replace("\\r", "") and "\x00" not in sql
+    pattern = scan_regex(sql, sql.index("FROM ") + 5)[0]
+    assert re.fullmatch(pattern, value) and not re.fullmatch(pattern, value + "x")
+    assert '"job"::tag !~ /' in sql
+    with pytest.raises(BadRequest, match="carriage return or NUL"):
+        build_query([Matcher(EQ, "a\rb", "x")], 0, 1, ROUTING)
 
 
 def go_equivalent(pattern: str) -> str:
@@ -135,7 +146,8 @@ def test_times_are_clamped_to_influxdbs_range():
     assert "time >= '1677-09-21T00:12:43.146Z'" in sql and "time <= '2262-04-11T23:47:16.854Z'" in sql
 
 
-@given(name=TEXT, value=TEXT, op=st.sampled_from([EQ, NEQ]))
+@given(name=TEXT.filter(lambda text: "\r" not in text and "\x00" not in text),
+       value=TEXT.filter(lambda text: "\r" not in text and "\x00" not in text), op=st.sampled_from([EQ, NEQ]))
 def test_no_matcher_value_changes_the_statements_structure(name, value, op):
     sql = build_query([Matcher(EQ, "__name__", "m"), Matcher(op, name or "l", value)], 0, 1, ROUTING)
     rest = sql.split("time <= '1970-01-01T00:00:00.001Z' AND ", 1)[1]

@@ -221,7 +221,7 @@ def test_oversized_histograms_are_refused_not_truncated():
     series.histograms.append(big)
     batch = build_lines_v2(builder.build(), SETTINGS)
     assert batch.refused == {records.HISTOGRAM_TOO_LARGE: 1}
-    assert not batch.histograms["h" if False else "prom"]
+    assert not batch.histograms.get("prom")
 
 
 def test_a_series_is_mapped_once_per_process_by_the_cache():
@@ -240,3 +240,17 @@ def test_a_series_is_mapped_once_per_process_by_the_cache():
     finally:
         records.map_series = saved
     assert len(calls) == 1
+
+
+def test_remote_write_1_0_histograms_and_exemplars_are_written_as_2_0s_are():
+    series = make_series([("__name__", "h"), ("job", "a")], [])
+    series.histograms.append(pb.Histogram.FromString(histogram(count_int=5).SerializeToString()))
+    series.exemplars.add(value=1.5, timestamp=T + 1).labels.add(name="trace_id", value="t1")
+    batch = build_lines(label_bytes_view([series]), SETTINGS)
+    builder = RequestV2()
+    v2_series = builder.series([("__name__", "h"), ("job", "a")])
+    v2_series.histograms.append(histogram(count_int=5))
+    v2_series.exemplars.add(value=1.5, timestamp=T + 1, labels_refs=builder.refs([("trace_id", "t1")]))
+    v2_batch = build_lines_v2(builder.build(), SETTINGS)
+    assert batch.histograms == v2_batch.histograms and len(batch.histograms["prom"]) == 1
+    assert batch.exemplars == v2_batch.exemplars and len(batch.exemplars["prom"]) == 1

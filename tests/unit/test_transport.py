@@ -1,14 +1,28 @@
+import datetime
 import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from unittest import mock
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chalicelib.errors import TimestreamError, TimestreamUnreachable
 from chalicelib.records import MappedSeries
-from chalicelib.transport import EndpointCache, HttpClient, WriteRecordsSender, discovery_url
+from chalicelib.transport import (
+    USER_AGENT,
+    EndpointCache,
+    HttpClient,
+    SigV4Signer,
+    WriteRecordsSender,
+    discovery_url,
+    signing_key,
+)
 from chalicelib.write_body import write_records_body
 
 DEST = ("prometheus", "metrics")
@@ -359,3 +373,56 @@ def test_an_unreachable_proxy_is_timestream_unreachable_naming_what_failed(monke
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(TimestreamUnreachable, match="Error"):
         send(make_sender("http://timestream.example.invalid:8443"))
+
+
+# -- SigV4: the connector's signer against botocore's --------------------------------------------
+
+_key_text = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40)
+_hosts = st.sampled_from(["ingest-cell2.timestream.eu-west-1.amazonaws.com", "127.0.0.1", "localhost",
+                          "vpce-0abc.ingest.timestream.us-east-1.vpce.amazonaws.com", "[::1]", "Example.COM"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    access_key=_key_text, secret=_key_text, token=st.one_of(st.none(), _key_text, st.just("a  b\tc")),
+    region=st.sampled_from(["us-east-1", "eu-west-1", "cn-north-1", "ap-southeast-2"]),
+    service=st.sampled_from(["timestream", "ingest.timestream"]),
+    scheme=st.sampled_from(["http", "https"]), host=_hosts,
+    port=st.one_of(st.none(), st.sampled_from([80, 443, 8443, 9202])),
+    path=st.sampled_from(["/", "/prefix/", "/a b/", "/a/../b/", "/~user/x/"]),
+    target=st.sampled_from(["Timestream_20181101.WriteRecords", "Timestream_20181101.DescribeEndpoints"]),
+    body=st.binary(max_size=300),
+    moment=st.integers(min_value=0, max_value=4_102_444_799),
+)
+def test_the_signer_signs_exactly_as_botocore_sigv4auth(access_key, secret, token, region, service, scheme,
+                                                        host, port, path, target, body, moment):
+    url = f"{scheme}://{host}{f':{port}' if port else ''}{path}"
+    headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target, "User-Agent": USER_AGENT}
+    credentials = Credentials(access_key, secret, token)
+    ours = SigV4Signer(service, region, clock=lambda: moment).headers(credentials, url, headers, body)
+
+    request = AWSRequest(method="POST", url=url, data=body, headers=headers)
+    when = datetime.datetime.fromtimestamp(moment, datetime.UTC).replace(tzinfo=None)
+    with mock.patch("botocore.auth.get_current_datetime", return_value=when):
+        SigV4Auth(credentials, service, region).add_auth(request)
+    assert ours == dict(request.headers.items())
+
+
+def test_a_signing_key_is_derived_once_per_secret_day_region_and_service():
+    key = signing_key("secret-a", "20261203", "eu-west-1", "timestream")
+    assert signing_key("secret-a", "20261203", "eu-west-1", "timestream") is key
+    others = {signing_key("secret-b", "20261203", "eu-west-1", "timestream"),
+              signing_key("secret-a", "20261204", "eu-west-1", "timestream"),
+              signing_key("secret-a", "20261203", "us-east-1", "timestream"),
+              signing_key("secret-a", "20261203", "eu-west-1", "timestream-query")}
+    assert key not in others and len(others) == 4
+
+
+def test_calls_are_signed_for_the_day_they_are_sent_in(server):
+    # A process outlives midnight: the key of the new day signs, not the kept one.
+    sender = make_sender(url(server))
+    for moment in (1_796_342_399, 1_796_342_400):  # 2026-12-03 23:59:59 and 2026-12-04 00:00:00 UTC
+        sender._signer._clock = lambda moment=moment: moment
+        send(sender)
+    scopes = [headers["Authorization"].split("Credential=")[1].split(",")[0] for headers, _ in server.requests]
+    assert [scope.split("/")[1] for scope in scopes] == ["20261203", "20261204"]

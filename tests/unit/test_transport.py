@@ -426,3 +426,150 @@ def test_calls_are_signed_for_the_day_they_are_sent_in(server):
         send(sender)
     scopes = [headers["Authorization"].split("Credential=")[1].split(",")[0] for headers, _ in server.requests]
     assert [scope.split("/")[1] for scope in scopes] == ["20261203", "20261204"]
+
+
+# -- HTTP/1.1 answers as any server may send them ------------------------------------------------
+
+
+class RawServer:
+    """Answers each request with the next of `answers` (raw bytes), counting connections."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.connections = 0
+        self.requests = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def _serve(self):
+        while self.answers:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._talk, args=(connection,), daemon=True).start()
+
+    def _talk(self, connection):
+        with connection:
+            buffer = b""
+            while self.answers:
+                while b"\r\n\r\n" not in buffer:
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                while len(buffer) < length:
+                    buffer += connection.recv(65536)
+                self.requests.append(head + b"\r\n\r\n" + buffer[:length])
+                buffer = buffer[length:]
+                answer = self.answers.pop(0)
+                connection.sendall(answer)
+                if b"Connection: close" in answer or answer.startswith(b"HTTP/1.0") or (
+                        b"Length" not in answer and b"chunked" not in answer):
+                    return
+
+    def close(self):
+        self.listener.close()
+
+
+def http_post(client, server, body=b"{}"):
+    return client.post(server.url, {"Content-Type": "application/x-amz-json-1.0"}, body)
+
+
+@pytest.fixture
+def client():
+    return HttpClient(connect_timeout=1.0, read_timeout=2.0, max_connections=1)
+
+
+def test_a_chunked_answer_is_read_whole_and_the_connection_kept(client):
+    chunked = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.0\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n5;ext=1\r\n{\"a\":\r\n3\r\n 1}\r\n0\r\nX-Trailer: t\r\n\r\n")
+    server = RawServer([chunked, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"])
+    try:
+        status, headers, data = http_post(client, server)
+        assert (status, headers["Content-Type"], data) == (400, "application/x-amz-json-1.0", b'{"a": 1}')
+        assert http_post(client, server)[::2] == (200, b"{}")
+        assert server.connections == 1
+    finally:
+        server.close()
+
+
+def test_an_answer_without_a_length_is_read_to_the_close_and_the_connection_not_reused(client):
+    server = RawServer([b"HTTP/1.1 200 OK\r\n\r\n{\"whole\": true}", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"])
+    try:
+        assert http_post(client, server)[::2] == (200, b'{"whole": true}')
+        assert http_post(client, server)[::2] == (200, b"{}")
+        assert server.connections == 2
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("first", [b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+                                   b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}"])
+def test_a_server_that_closes_after_its_answer_gets_the_next_call_on_a_new_connection(client, first):
+    server = RawServer([first, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"])
+    try:
+        assert http_post(client, server)[::2] == (200, b"{}")
+        assert http_post(client, server)[::2] == (200, b"{}")
+        assert server.connections == 2
+    finally:
+        server.close()
+
+
+def test_interim_answers_are_skipped_and_the_request_is_one_post_with_its_length(client):
+    server = RawServer([b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"])
+    try:
+        assert http_post(client, server, body=b'{"x": 1}')[::2] == (200, b"{}")
+        (request,) = server.requests
+        head, _, body = request.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        assert lines[0] == b"POST / HTTP/1.1"
+        assert set(lines[1:]) == {f"Host: 127.0.0.1:{server.listener.getsockname()[1]}".encode(),
+                                  b"Content-Type: application/x-amz-json-1.0", b"Content-Length: 8"}
+        assert body == b'{"x": 1}'
+    finally:
+        server.close()
+
+
+def answer_once_and_close(answer):
+    """A server that reads one request, sends `answer` and closes the connection; its URL."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def serve():
+        connection, _ = listener.accept()
+        with connection, listener:
+            connection.recv(65536)
+            connection.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("answer", [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",
+                                    b"HTTP/1.1 200 OK\r\nContent-Le", b"garbage\r\n\r\n",
+                                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"])
+def test_a_cut_or_garbled_answer_is_timestream_unreachable(client, answer):
+    with pytest.raises(TimestreamUnreachable, match="could not reach"):
+        client.post(answer_once_and_close(answer), {}, b"{}")
+
+
+def test_a_header_value_that_would_end_the_header_is_refused_before_sending(client):
+    server = RawServer([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"])
+    try:
+        with pytest.raises(ValueError, match="X-Amz-Security-Token"):
+            client.post(server.url, {"X-Amz-Security-Token": "a\r\nX-Injected: 1"}, b"{}")
+        assert server.requests == []
+    finally:
+        server.close()

@@ -39,6 +39,7 @@ writer = Writer(
     concurrency=settings.write_concurrency,
     budget_seconds=settings.write_budget_seconds,
     attempt_seconds=settings.connect_timeout_seconds + settings.write_timeout_seconds,
+    memory_mb=settings.lambda_memory_mb,
 )
 _INTERNAL_ERROR = Outcome(
     500, "internal error, see the connector's logs: the request did not complete; it can be resent"

@@ -41,6 +41,16 @@ if str(ROOT) not in sys.path:
 
 from chalicelib import metering  # noqa: E402
 from chalicelib.batching import CallPlanner, chunks  # noqa: E402
+
+# The prices are the connector's own (its batching weighs write units against Lambda time with
+# them): one source of truth.
+from chalicelib.call_cost import (  # noqa: E402, F401
+    API_GATEWAY_REST_USD_PER_MILLION_REQUESTS,
+    LAMBDA_USD_PER_GB_SECOND,
+    LAMBDA_USD_PER_MILLION_REQUESTS,
+    PRICES_READ,
+    TIMESTREAM_USD_PER_MILLION_WRITE_UNITS,
+)
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.prompb.prometheus_remote_pb2 import WriteRequest, WriteRequestLabelBytes  # noqa: E402
 from chalicelib.records import Record, SeriesCache, build_records  # noqa: E402
@@ -50,18 +60,6 @@ RECORDED = BENCH / "workload" / "recorded.bin"
 SHUFFLE_SEED = 20261201
 # Far enough in the future that no recorded timestamp is refused as too far ahead.
 _NOW_MS = 2**62
-
-# Published prices, us-east-1, read on 2026-12-01 (aws.amazon.com/timestream/pricing,
-# /api-gateway/pricing, /lambda/pricing):
-PRICES_READ = "2026-12-01"
-# Timestream for LiveAnalytics: writes, per million 1 KiB write units.
-TIMESTREAM_USD_PER_MILLION_WRITE_UNITS = 0.50
-# API Gateway REST API (what Chalice deploys): per million requests, first 333 million a month.
-API_GATEWAY_REST_USD_PER_MILLION_REQUESTS = 3.50
-# Lambda, x86: per GB-second of duration (first 6 billion GB-seconds a month), per million requests.
-LAMBDA_USD_PER_GB_SECOND = 0.0000166667
-LAMBDA_USD_PER_MILLION_REQUESTS = 0.20
-
 
 def read_bodies(path: Path = RECORDED) -> list[bytes]:
     """The recorded request bodies (snappy-compressed), in the order they were received."""

@@ -13,8 +13,9 @@ has, among those that at least a call's worth of series have: for Prometheus, th
 labels and the target's `job`, `instance` and whatever relabelling puts on the whole target.
 A group fills calls of at most 100 records on its own, each ended under a KiB boundary when
 the group leaves room for it; what is left of each group (under 100 records) is packed with its
-neighbours in group order only when that costs no more write units than calls of their own.
-Calls never change which records are sent, only which records share a call.
+neighbours in group order unless a call of its own pays for itself: the write units it saves
+must cost more than the Lambda time one more call takes (call_cost.py, one objective in
+dollars). Calls never change which records are sent, only which records share a call.
 
 Cost: one dictionary lookup per series per request (the group of a series is remembered, keyed
 by the series cache's object for it), a sort of the request's few groups, and a sum over the
@@ -27,6 +28,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.call_cost import DEFAULT_PRICES, CallPrices
 from chalicelib.destinations import Destination
 from chalicelib.metering import WRITE_UNIT_BYTES, dimensions_bytes, records_bytes, units
 from chalicelib.records import MappedSeries, Record
@@ -167,7 +169,8 @@ class CallPlanner:
     """Forms the WriteRecords calls of a request. One per process: it remembers, per
     destination, which group each series belongs to."""
 
-    def __init__(self) -> None:
+    def __init__(self, prices: CallPrices = DEFAULT_PRICES) -> None:
+        self._prices = prices
         self._destinations: dict[Destination, _DestinationGroups] = {}
         # Learning changes shared state; concurrent requests take turns (the lookups do not).
         self._lock = threading.Lock()
@@ -198,7 +201,7 @@ class CallPlanner:
             if len(grouped) > MAX_RECORDS_PER_CALL:
                 grouped = _fill(grouped, shared, calls)
             leftovers.append(_Leftover(grouped, shared))
-        calls.extend(Call(leftover.records, leftover.shared) for leftover in _pack(leftovers))
+        calls.extend(Call(leftover.records, leftover.shared) for leftover in _pack(leftovers, self._prices))
         return calls
 
     @staticmethod
@@ -272,16 +275,17 @@ def _end_under_boundary(records: list[Record], start: int, end: int, earliest: i
     return cut if size <= target else end
 
 
-def _pack(leftovers: list[_Leftover]) -> list[_Leftover]:
-    """Pack neighbouring leftovers into one call while that costs no more units than separate
-    calls (a record added to a call loses, for every record, what the newcomer does not share)."""
+def _pack(leftovers: list[_Leftover], prices: CallPrices) -> list[_Leftover]:
+    """Pack neighbouring leftovers into one call unless separate calls cost less in all: a record
+    added to a call loses, for every record, what the newcomer does not share, and that may be
+    worth more write units than the call it saves is worth in Lambda time."""
     packed: list[_Leftover] = []
     current: _Leftover | None = None
     for leftover in leftovers:
         if current is not None and len(current.records) + len(leftover.records) <= MAX_RECORDS_PER_CALL:
             merged = _Leftover(current.records + leftover.records, current.shared & leftover.shared,
                                current.own_bytes + leftover.own_bytes)
-            if merged.units() <= current.units() + leftover.units():
+            if not prices.split_pays(merged.units() - current.units() - leftover.units(), 1):
                 current = merged
                 continue
         if current is not None:

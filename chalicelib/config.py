@@ -62,6 +62,9 @@ class Settings:
     read_columns_refresh_seconds: float = 5.0
     # Tables (per caller) whose columns are kept.
     read_columns_cache_size: int = 256
+    # The function's memory (Lambda says, in AWS_LAMBDA_FUNCTION_MEMORY_SIZE): Lambda bills
+    # time by it, so it prices a WriteRecords call against the write units it saves.
+    lambda_memory_mb: int = 512
 
 
 _AUTH_MODES = ("basic", "iam")
@@ -134,6 +137,8 @@ _BOUNDED = (
     ("read_columns_ttl_seconds", "READ_COLUMNS_TTL_SECONDS", float, 1.0, 86_400.0),
     ("read_columns_refresh_seconds", "READ_COLUMNS_REFRESH_SECONDS", float, 0.0, 86_400.0),
     ("read_columns_cache_size", "READ_COLUMNS_CACHE_SIZE", int, 1, 100_000),
+    # Lambda's range of memory sizes.
+    ("lambda_memory_mb", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", int, 128, 10_240),
 )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from chalicelib.batching import CallPlanner, chunks
+from chalicelib.call_cost import DEFAULT_LAMBDA_MEMORY_MB, CallPrices
 from chalicelib.destinations import Destination
 from chalicelib.errors import (
     REJECTED_RECORDS,
@@ -183,6 +184,7 @@ class Writer:
         attempt_seconds: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        memory_mb: int = DEFAULT_LAMBDA_MEMORY_MB,
     ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="write")
         self._budget = budget_seconds
@@ -190,8 +192,9 @@ class Writer:
         self._attempt_seconds = attempt_seconds
         self._clock = clock
         self._sleep = sleep
-        # Which records share a call decides what Timestream bills (see batching).
-        self._planner = CallPlanner()
+        # Which records share a call decides what Timestream bills, and how many calls there
+        # are what Lambda bills (see batching, call_cost).
+        self._planner = CallPlanner(CallPrices.for_lambda(memory_mb, concurrency))
 
     def write(self, sender: Sender, batch: RecordBatch) -> WriteResult:
         result = WriteResult.of(batch)

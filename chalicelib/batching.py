@@ -70,13 +70,15 @@ class _Leftover:
 
 class Call(list[Record]):
     """The records of one WriteRecords call, with pairs every one of them has (those of their
-    group), so that the body need not look for those in every record again (see write_body)."""
+    group), so that the body need not look for those in every record again (see write_body);
+    `attributes` keeps what write_body found the call shares, for the call's metering."""
 
-    __slots__ = ("shared",)
+    __slots__ = ("shared", "attributes")
 
     def __init__(self, records: list[Record], shared: Shared = frozenset()) -> None:
         super().__init__(records)
         self.shared = shared
+        self.attributes: tuple[tuple[tuple[str, str], ...], str | None] | None = None
 
 
 class _Group:

@@ -47,6 +47,12 @@ _MAX_REMEMBERED_SERIES = 65_536
 _MAX_DESTINATIONS = 64
 
 
+# Metered bytes of the shared sets weighed recently: a request weighs the same few dozen sets
+# (its groups', and what neighbouring groups share) again and again.
+_MAX_SHARED_SETS = 4096
+_shared_bytes: dict[Shared, int] = {}
+
+
 class _Leftover:
     """Records of one or more groups packed into one call, with what they all share."""
 
@@ -65,7 +71,12 @@ class _Leftover:
         return self._own_bytes
 
     def units(self) -> int:
-        return units(self.own_bytes - (len(self.records) - 1) * dimensions_bytes(self.shared))
+        shared_bytes = _shared_bytes.get(self.shared)
+        if shared_bytes is None:
+            if len(_shared_bytes) >= _MAX_SHARED_SETS:
+                _shared_bytes.clear()
+            shared_bytes = _shared_bytes[self.shared] = dimensions_bytes(self.shared)
+        return units(self.own_bytes - (len(self.records) - 1) * shared_bytes)
 
 
 class Call(list[Record]):

@@ -27,6 +27,7 @@ import hmac
 import http.client
 import json
 import os
+import selectors
 import socket
 import ssl
 import threading
@@ -43,7 +44,7 @@ from botocore.useragent import UserAgentString
 from botocore.utils import get_environ_proxies, is_valid_ipv6_endpoint_url, normalize_url_path
 
 from chalicelib import USER_AGENT_PRODUCT
-from chalicelib.errors import TimestreamUnreachable, parse_error_response
+from chalicelib.errors import TimestreamError, TimestreamUnreachable, parse_error_response
 from chalicelib.records import MultiRecord, Record
 from chalicelib.write_body import write_any_records_body
 
@@ -58,6 +59,8 @@ _ENDPOINT_GONE = frozenset({"InvalidEndpointException"})
 _STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 # An HTTP answer: status, headers, body.
 _Answer = tuple[int, dict[str, str], bytes]
+# Gives the i-th request of a post_many: its signed headers and body.
+_Prepare = Callable[[int], tuple[dict[str, str], bytes]]
 _SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1), (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
 
 
@@ -225,6 +228,8 @@ class HttpClient:
         self._ca_bundle = ca_bundle or os.environ.get("AWS_CA_BUNDLE") or None
         self._tls: ssl.SSLContext | None = None
         self._connections = _Connections()
+        # Kept-alive connections between the calls of post_many, by (scheme, host, port).
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         # Per URL: (connection key, path, Host header as signed).
         self._where: dict[str, tuple[tuple[str, str, int], str, str]] = {}
         # Per endpoint: the botocore session when a proxy applies, None for a direct connection.
@@ -241,7 +246,47 @@ class HttpClient:
             return self._post_through_session(session, request)
         return self._post_direct(endpoint, headers, body)
 
+    def post_many(
+        self, endpoint: str, count: int, prepare: _Prepare, in_flight: int
+    ) -> list[_Answer | TimestreamUnreachable] | None:
+        """POST `count` signed bodies (`prepare(i)` gives the i-th's headers and body, called just
+        before it is sent) to `endpoint` + "/", up to `in_flight` at once, all from this thread:
+        each answer (or TimestreamUnreachable), in order. None when a proxy applies to the
+        endpoint: the caller then sends them one by one.
+
+        One thread waits for every answer (selectors), so the calls of a request cost no thread
+        hand-offs: a thread per call in flight, woken for its answer and handed the GIL, cost
+        ~1 us per sample more CPU with 16-32 threads than one thread does."""
+        if self._session_if_proxied(endpoint) is not None:
+            return None
+        return _Exchange(self, endpoint, prepare, count).run(in_flight)
+
+    def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def _give_back(self, key: tuple[str, str, int], connection: _Connection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < _MAX_IDLE_CONNECTIONS:
+                idle.append(connection)
+                return
+        connection.close()
+
+    def _where_of(self, url: str) -> tuple[tuple[str, str, int], str, str]:
+        where = self._where.get(url)
+        if where is None:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            key = (parts.scheme, parts.hostname or "", port)
+            where = self._where[url] = (key, parts.path or "/", _host_header(url))
+        return where
+
     def _session_if_proxied(self, endpoint: str) -> URLLib3Session | None:
+        session = self._proxied.get(endpoint, False)
+        if session is not False:
+            return session
         with self._lock:
             if endpoint not in self._proxied:
                 proxies = get_environ_proxies(endpoint)
@@ -272,13 +317,7 @@ class HttpClient:
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _post_direct(self, url: str, headers: dict[str, str], body: bytes) -> _Answer:
-        where = self._where.get(url)
-        if where is None:
-            parts = urlsplit(url)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            key = (parts.scheme, parts.hostname or "", port)
-            where = self._where[url] = (key, parts.path or "/", _host_header(url))
-        key, path, host = where
+        key, path, host = self._where_of(url)
         for attempt in (1, 2):
             reused = key in self._connections.open
             try:
@@ -305,6 +344,10 @@ class HttpClient:
         connection = self._connections.open.get(key)
         if connection is not None:
             return connection
+        connection = self._connections.open[key] = self._open(key)
+        return connection
+
+    def _open(self, key: tuple[str, str, int]) -> _Connection:
         scheme, host, port = key
         sock = socket.create_connection((host, port), timeout=self._connect_timeout)
         try:
@@ -318,8 +361,7 @@ class HttpClient:
         except BaseException:
             sock.close()
             raise
-        connection = self._connections.open[key] = _Connection(sock)
-        return connection
+        return _Connection(sock)
 
     def _close(self, key: tuple[str, str, int]) -> None:
         connection = self._connections.open.pop(key, None)
@@ -327,6 +369,124 @@ class HttpClient:
             connection.close()
 
 
+class _Exchange:
+    """The calls of one post_many: sent on kept-alive connections, answers awaited together."""
+
+    def __init__(self, client: HttpClient, endpoint: str, prepare: _Prepare, count: int) -> None:
+        self.client = client
+        self.endpoint = endpoint
+        self.key, self.path, self.host = client._where_of(endpoint)
+        self.prepare = prepare
+        self.results: list[_Answer | TimestreamUnreachable | None] = [None] * count
+        # Connection -> (index of its call, when its answer is late, whether it was kept alive).
+        self.waiting: dict[_Connection, tuple[int, float, bool]] = {}
+        self.selector = selectors.DefaultSelector()
+
+    def run(self, in_flight: int) -> list[_Answer | TimestreamUnreachable]:
+        count = len(self.results)
+        started = 0
+        try:
+            while started < count or self.waiting:
+                while started < count and len(self.waiting) < in_flight:
+                    self.start(started, fresh=False)
+                    started += 1
+                if self.waiting:
+                    self.wait()
+        finally:
+            for connection in list(self.waiting):
+                self.drop(connection)
+            self.selector.close()
+        return self.results  # type: ignore[return-value]
+
+    def start(self, index: int, fresh: bool) -> None:
+        """Send call `index` on an idle kept-alive connection (a new one if `fresh`, if none is
+        idle, or if the idle one turns out closed by the server)."""
+        headers, body = self.prepare(index)
+        for attempt in (1, 2):
+            connection = None if fresh or attempt == 2 else self.client._take_idle(self.key)
+            reused = connection is not None
+            try:
+                if connection is None:
+                    connection = self.client._open(self.key)
+                connection.send(self.path, self.host, headers, body)
+            except _STALE_CONNECTION as error:
+                if connection is not None:
+                    connection.close()
+                if reused:
+                    continue
+                self.fail(index, f"connection closed by {self.endpoint}: {error!r}")
+                return
+            except TimeoutError:
+                if connection is not None:
+                    connection.close()
+                self.fail(index, f"ReadTimeout: no answer from {self.endpoint} in time")
+                return
+            except (OSError, http.client.HTTPException) as error:
+                if connection is not None:
+                    connection.close()
+                self.fail(index, f"could not reach {self.endpoint}: {error!r}")
+                return
+            self.waiting[connection] = (index, time.monotonic() + self.client._read_timeout, reused)
+            self.selector.register(connection, selectors.EVENT_READ)
+            return
+
+    def wait(self) -> None:
+        """Read the answers that have begun to arrive; give up on those that are late."""
+        ready = [connection for connection in self.waiting if connection.answer_buffered()]
+        if not ready:
+            late = min(deadline for _, deadline, _ in self.waiting.values())
+            ready = [key.fileobj for key, _ in self.selector.select(max(0.0, late - time.monotonic()))]
+        if not ready:
+            now = time.monotonic()
+            for connection, (index, deadline, _) in list(self.waiting.items()):
+                if deadline <= now:
+                    self.drop(connection)
+                    self.fail(index, f"ReadTimeout: no answer from {self.endpoint} in time")
+            return
+        for connection in ready:
+            self.finish(connection)  # type: ignore[arg-type]
+
+    def finish(self, connection: _Connection) -> None:
+        index, _, reused = self.waiting.pop(connection)
+        self.selector.unregister(connection)
+        try:
+            status, headers, data, keep = connection.read_answer()
+        except _STALE_CONNECTION as error:
+            connection.close()
+            if reused:
+                # The server had closed the kept-alive connection: once more on a new one.
+                self.start(index, fresh=True)
+            else:
+                self.fail(index, f"connection closed by {self.endpoint}: {error!r}")
+            return
+        except TimeoutError:
+            connection.close()
+            self.fail(index, f"ReadTimeout: no answer from {self.endpoint} in time")
+            return
+        except (OSError, http.client.HTTPException) as error:
+            connection.close()
+            self.fail(index, f"could not reach {self.endpoint}: {error!r}")
+            return
+        self.results[index] = (status, headers, data)
+        if keep:
+            self.client._give_back(self.key, connection)
+        else:
+            connection.close()
+
+    def fail(self, index: int, message: str) -> None:
+        self.results[index] = TimestreamUnreachable(message)
+
+    def drop(self, connection: _Connection) -> None:
+        self.waiting.pop(connection, None)
+        try:
+            self.selector.unregister(connection)
+        except (KeyError, ValueError):
+            pass
+        connection.close()
+
+
+# Idle connections kept per endpoint for post_many (beyond: closed).
+_MAX_IDLE_CONNECTIONS = 64
 # Largest answer head (status line and headers) read; Timestream's are a few hundred bytes.
 _MAX_HEAD_BYTES = 65_536
 _RECV_BYTES = 65_536
@@ -353,6 +513,10 @@ class _Connection:
         self, path: str, host: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes, bool]:
         """(status, headers, body, whether the connection can carry another request)."""
+        self.send(path, host, headers, body)
+        return self.read_answer()
+
+    def send(self, path: str, host: str, headers: dict[str, str], body: bytes) -> None:
         head = [f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"]
         for name, value in headers.items():
             # A value is never allowed to end the header early (as http.client refuses too).
@@ -362,6 +526,17 @@ class _Connection:
         head.append(f"Content-Length: {len(body)}\r\n\r\n")
         self._buffer = b""
         self.sock.sendall("".join(head).encode("latin-1") + body)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def answer_buffered(self) -> bool:
+        """Whether bytes of the answer already wait above the socket (TLS decrypts ahead)."""
+        pending = getattr(self.sock, "pending", None)
+        return bool(self._buffer) or bool(pending and pending())
+
+    def read_answer(self) -> tuple[int, dict[str, str], bytes, bool]:
+        """(status, headers, body, whether the connection can carry another request)."""
         status, version, answer_headers = self._read_head()
         while 100 <= status < 200:
             status, version, answer_headers = self._read_head()
@@ -463,10 +638,43 @@ class WriteRecordsSender:
         body = write_any_records_body(database, table, records)
         self._call(self._endpoints.get(self._discover), "WriteRecords", body)
 
+    def write_records_many(
+        self, calls: list[tuple[str, str, list[Any]]], in_flight: int
+    ) -> list[Exception | None] | None:
+        """Every call sent once, up to `in_flight` at once from this thread (HttpClient.post_many):
+        for each, None when Timestream stored it, else the error write_records would have raised.
+        None when the endpoint is behind a proxy (then call write_records for each)."""
+        url = self._endpoints.get(self._discover)
+
+        def prepare(index: int) -> tuple[dict[str, str], bytes]:
+            database, table, records = calls[index]
+            body = write_any_records_body(database, table, records)
+            return self._sign(url, "WriteRecords", body), body
+
+        answers = self._http.post_many(url, len(calls), prepare, in_flight)
+        if answers is None:
+            return None
+        outcomes: list[Exception | None] = []
+        for answer in answers:
+            if isinstance(answer, Exception):
+                outcomes.append(answer)
+                continue
+            try:
+                self._answer("WriteRecords", *answer)
+            except TimestreamError as error:
+                outcomes.append(error)
+            else:
+                outcomes.append(None)
+        return outcomes
+
     def _discover(self) -> dict[str, Any]:
         return json.loads(self._call(self._discovery_endpoint, "DescribeEndpoints", b"{}"))
 
     def _call(self, url: str, operation: str, body: bytes) -> bytes:
+        status, headers, data = self._http.post(url, self._sign(url, operation, body), body)
+        return self._answer(operation, status, headers, data)
+
+    def _sign(self, url: str, operation: str, body: bytes) -> dict[str, str]:
         credentials = self._credentials
         # Refreshable (role) credentials are frozen per call so a rotation mid-sign is impossible.
         if hasattr(credentials, "get_frozen_credentials"):
@@ -476,8 +684,10 @@ class WriteRecordsSender:
             "X-Amz-Target": _TARGET_PREFIX + operation,
             "User-Agent": USER_AGENT,
         }
-        signed = self._signer.headers(credentials, url + "/", unsigned, body)
-        status, headers, data = self._http.post(url, signed, body)
+        return self._signer.headers(credentials, url + "/", unsigned, body)
+
+    def _answer(self, operation: str, status: int, headers: dict[str, str], data: bytes) -> bytes:
+        """The answer's body, or the TimestreamError it says."""
         if status >= 300:
             error = parse_error_response(status, headers, data)
             if (error.code in _ENDPOINT_GONE or status == 421) and operation == "WriteRecords":

@@ -163,6 +163,13 @@ def _rejection_reason(message: str) -> str:
     return "other"
 
 
+class _Untried:
+    """Marks a call whose first attempt is still to be made."""
+
+
+_First = Exception | None | type[_Untried]
+
+
 @dataclass
 class _CallOutcome:
     written: int = 0
@@ -238,18 +245,35 @@ class Writer:
     ) -> list[_CallOutcome]:
         """Every call's outcome, in order, with up to `concurrency` calls in flight.
 
-        This thread and `concurrency - 1` pool threads each take the next call not taken yet
-        until none is left: one task per thread rather than a future per call (each costs tens
-        of microseconds of CPU, and a request may make dozens of calls)."""
+        A sender that can (`write_records_many`) sends every call once from this thread, all
+        their answers awaited together: no thread hand-off per call. The calls that failed, and
+        every call of other senders, go through `_call` (retries, backoff) on this thread and
+        `concurrency - 1` pool threads, each taking the next call not taken yet until none is
+        left: one task per thread rather than a future per call."""
         outcomes: list[_CallOutcome | None] = [None] * len(calls)
+        todo: list[tuple[int, _First]] = [(index, _Untried) for index in range(len(calls))]
+        many = getattr(sender, "write_records_many", None)
+        if many is not None and len(calls) > 1:
+            try:
+                first = many([(destination[0], destination[1], records) for destination, records in calls],
+                             self._concurrency)
+            except Exception:  # discovery failed, say: each call below finds out why, and says it
+                first = None
+            if first is not None:
+                todo = []
+                for index, error in enumerate(first):
+                    if error is None:
+                        outcomes[index] = _stored(calls[index][1])
+                    else:
+                        todo.append((index, error))
         # next() on a list iterator is atomic under the GIL: no call is taken twice.
-        pending = iter(range(len(calls)))
+        pending = iter(todo)
 
         def work() -> None:
-            for index in pending:
-                outcomes[index] = self._call(sender, *calls[index], deadline)
+            for index, first_error in pending:
+                outcomes[index] = self._call(sender, *calls[index], deadline, first_error)
 
-        helpers = [self._pool.submit(work) for _ in range(min(self._concurrency, len(calls)) - 1)]
+        helpers = [self._pool.submit(work) for _ in range(min(self._concurrency, len(todo)) - 1)]
         try:
             work()
         finally:
@@ -259,25 +283,36 @@ class Writer:
         return outcomes  # type: ignore[return-value]
 
     def _call(
-        self, sender: Sender, destination: Destination, records: list[Any], deadline: float
+        self,
+        sender: Sender,
+        destination: Destination,
+        records: list[Any],
+        deadline: float,
+        first_error: _First = _Untried,
     ) -> _CallOutcome:
+        """One call, retried while that can help; `first_error` is what its first attempt raised
+        when that attempt was already made (_Untried when not)."""
         outcome = _CallOutcome()
         attempt = 0
         where = f"{destination[0]}.{destination[1]}"
+        error: _First = first_error
         while True:
-            try:
-                sender.write_records(destination[0], destination[1], records)
-                outcome.written = len(records)
+            if error is _Untried:
+                try:
+                    sender.write_records(destination[0], destination[1], records)
+                    error = None
+                except Exception as raised:  # classified below; anything unknown is re-raised
+                    error = raised
+            if error is None:
+                return _stored(records, outcome)
+            assert isinstance(error, Exception)
+            if isinstance(error, TimestreamError) and error.code == REJECTED_RECORDS:
+                # Timestream wrote the call's other records: the call is metered.
                 outcome.write_units = _billed_units(records)
-                return outcome
-            except Exception as error:  # classified below; anything unknown is re-raised
-                if isinstance(error, TimestreamError) and error.code == REJECTED_RECORDS:
-                    # Timestream wrote the call's other records: the call is metered.
-                    outcome.write_units = _billed_units(records)
-                    return _account_rejections(outcome, error, len(records))
-                connector_error = classify(error, where)
-                if connector_error is None:
-                    raise
+                return _account_rejections(outcome, error, len(records))
+            connector_error = classify(error, where)
+            if connector_error is None:
+                raise error
             if connector_error.reason == THROTTLED:
                 outcome.throttles += 1
             if not isinstance(connector_error, ServiceUnavailable):
@@ -292,6 +327,15 @@ class Writer:
             self._sleep(backoff)
             attempt += 1
             outcome.retries += 1
+            error = _Untried
+
+
+def _stored(records: list[Any], outcome: _CallOutcome | None = None) -> _CallOutcome:
+    """The outcome of a call Timestream stored whole."""
+    outcome = outcome or _CallOutcome()
+    outcome.written = len(records)
+    outcome.write_units = _billed_units(records)
+    return outcome
 
 
 def _billed_units(records: list[Any]) -> int:

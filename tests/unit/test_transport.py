@@ -2,6 +2,7 @@ import datetime
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
@@ -573,3 +574,57 @@ def test_a_header_value_that_would_end_the_header_is_refused_before_sending(clie
         assert server.requests == []
     finally:
         server.close()
+
+
+# -- a request's calls sent together from one thread ----------------------------------------------
+
+
+def calls_of(count):
+    return [(*DEST, RECORDS) for _ in range(count)]
+
+
+def test_calls_sent_together_say_for_each_call_what_timestream_answered(server):
+    throttled = {"__type": "com.amazonaws.timestream.v20181101#ThrottlingException", "message": "slow"}
+    server.answers.extend([(200, {}), (400, throttled), (200, {})])
+    outcomes = make_sender(url(server)).write_records_many(calls_of(3), in_flight=1)
+    assert [None if outcome is None else outcome.code for outcome in outcomes] == [None, "ThrottlingException", None]
+    assert [body for _, body in server.requests] == [BODY] * 3
+
+
+def test_calls_sent_together_keep_at_most_in_flight_waiting_and_reuse_their_connections(server):
+    server.answers.extend([("hang", 0.2)] * 6)
+    sender = make_sender(url(server))
+    started = time.monotonic()
+    assert sender.write_records_many(calls_of(6), in_flight=3) == [None] * 6
+    # Two waves of three: about 0.4 s, not 0.2 (six at once) nor 1.2 (one by one).
+    assert 0.35 < time.monotonic() - started < 1.0
+    assert len(server.ports) == 3
+    assert sender.write_records_many(calls_of(3), in_flight=3) == [None] * 3
+    assert len(server.ports) == 3  # kept alive for the next request's calls
+
+
+def test_a_kept_alive_connection_closed_by_the_server_is_replaced_for_calls_sent_together(server):
+    server.close_after_answer = True
+    sender = make_sender(url(server))
+    for _ in range(3):
+        assert sender.write_records_many(calls_of(2), in_flight=2) == [None, None]
+    assert len(server.requests) == 6
+
+
+def test_a_late_answer_fails_only_its_own_call_when_calls_are_sent_together(server):
+    server.answers.extend([(200, {}), ("hang", 1.0)])
+    outcomes = make_sender(url(server), read_timeout=0.3).write_records_many(calls_of(2), in_flight=1)
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], TimestreamUnreachable) and "ReadTimeout" in str(outcomes[1])
+
+
+def test_an_unreachable_endpoint_fails_every_call_sent_together():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        outcomes = make_sender(f"http://127.0.0.1:{sock.getsockname()[1]}").write_records_many(calls_of(2), 2)
+    assert all(isinstance(outcome, TimestreamUnreachable) for outcome in outcomes)
+
+
+def test_calls_to_a_proxied_endpoint_are_not_sent_together(server, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", url(server))
+    assert make_sender("http://timestream.example.invalid:8443").write_records_many(calls_of(2), 2) is None

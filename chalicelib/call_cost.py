@@ -6,7 +6,7 @@ wall time at its memory size, and a call takes some of it: its CPU (building the
 sending, reading the answer: the GIL runs one at a time) and its share of the waiting, since up
 to `concurrency` calls wait for Timestream at once. So a call of its own is worth it only when
 the units it saves cost more than that time; at 512 MB with 8 calls in flight a call costs about
-1/20 of a write unit (1/30 with 32), so in practice: when it saves a whole unit.
+1/20 of a write unit (1/40 with 64), so in practice: when it saves a whole unit.
 
 The prices are the published ones (us-east-1); bench/cost.py uses these same constants.
 """
@@ -49,7 +49,7 @@ class CallPrices:
     def for_lambda(
         cls,
         memory_mb: int = DEFAULT_LAMBDA_MEMORY_MB,
-        concurrency: int = 32,  # the default WRITE_CONCURRENCY
+        concurrency: int = 64,  # the default WRITE_CONCURRENCY
         call_cpu_seconds: float = CALL_CPU_SECONDS,
         call_wait_seconds: float = CALL_WAIT_SECONDS,
     ) -> CallPrices:

@@ -12,8 +12,10 @@ a throttling storm if it is only needed for errors. This path needs neither:
 - endpoint discovery: Timestream's `DescribeEndpoints`, signed the same way, cached for the
   period Timestream gives and dropped when Timestream says the endpoint has moved;
 - sending: kept-alive connections shared by all credentials, with TCP_NODELAY and the CA bundle
-  botocore trusts; through botocore's own HTTP session wherever botocore would use a proxy
-  (`HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`), see HttpClient;
+  botocore trusts, each request written in one send and its answer read directly (_Connection);
+  a request's calls all sent from one thread and their answers awaited together
+  (`write_records_many`); through botocore's own HTTP session wherever botocore would use a
+  proxy (`HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`), see HttpClient;
 - errors: the AWS JSON 1.0 error answer parsed into errors.TimestreamError; no answer at all
   is errors.TimestreamUnreachable.
 

@@ -46,7 +46,11 @@ class Sender(Protocol):
     """Makes one WriteRecords call (at most 100 records, all within Timestream's limits).
 
     Raises errors.TimestreamError for an error answer (with `rejected_records` for a
-    RejectedRecordsException) and errors.TimestreamUnreachable when there is no answer."""
+    RejectedRecordsException) and errors.TimestreamUnreachable when there is no answer.
+
+    A sender may also have `write_records_many(calls, in_flight)`: every call's first attempt
+    at once, returning per call None or the error write_records would have raised (or None
+    for all when it cannot); transport.WriteRecordsSender has it."""
 
     def write_records(self, database: str, table: str, records: list[Record] | list[MultiRecord]) -> None: ...
 

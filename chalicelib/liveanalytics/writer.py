@@ -27,6 +27,7 @@ from chalicelib.errors import (
     classify,
 )
 from chalicelib.liveanalytics.batching import CallPlanner, chunks
+from chalicelib.liveanalytics.call_cost import DEFAULT_LAMBDA_MEMORY_MB, CallPrices
 from chalicelib.liveanalytics.metering import multi_write_units, write_units
 from chalicelib.liveanalytics.records import MultiRecord, Record, RecordBatch, holds_multi_records
 from chalicelib.liveanalytics.write_body import shared_attributes
@@ -46,7 +47,11 @@ class Sender(Protocol):
     """Makes one WriteRecords call (at most 100 records, all within Timestream's limits).
 
     Raises errors.TimestreamError for an error answer (with `rejected_records` for a
-    RejectedRecordsException) and errors.TimestreamUnreachable when there is no answer."""
+    RejectedRecordsException) and errors.TimestreamUnreachable when there is no answer.
+
+    A sender may also have `write_records_many(calls, in_flight)`: every call's first attempt
+    at once, returning per call None or the error write_records would have raised (or None
+    for all when it cannot); transport.WriteRecordsSender has it."""
 
     def write_records(self, database: str, table: str, records: list[Record] | list[MultiRecord]) -> None: ...
 
@@ -163,6 +168,13 @@ def _rejection_reason(message: str) -> str:
     return "other"
 
 
+class _Untried:
+    """Marks a call whose first attempt is still to be made."""
+
+
+_First = Exception | None | type[_Untried]
+
+
 @dataclass
 class _CallOutcome:
     written: int = 0
@@ -184,15 +196,19 @@ class Writer:
         attempt_seconds: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        memory_mb: int = DEFAULT_LAMBDA_MEMORY_MB,
     ) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="write")
+        self._concurrency = concurrency
+        # The request's own thread sends calls too: the pool adds the others in flight.
+        self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency - 1), thread_name_prefix="write")
         self._budget = budget_seconds
         # Worst-case duration of one attempt: a retry is only started if it can finish in time.
         self._attempt_seconds = attempt_seconds
         self._clock = clock
         self._sleep = sleep
-        # Which records share a call decides what Timestream bills (see batching).
-        self._planner = CallPlanner()
+        # Which records share a call decides what Timestream bills, and how many calls there
+        # are what Lambda bills (see batching, call_cost).
+        self._planner = CallPlanner(CallPrices.for_lambda(memory_mb, concurrency))
 
     def write(self, sender: Sender, batch: RecordBatch) -> WriteResult:
         result = WriteResult.of(batch)
@@ -211,12 +227,7 @@ class Writer:
                     calls.append((destination, call))
                     kinds.append(kind)
         result.calls = len(calls)
-        if len(calls) == 1:
-            outcomes = [self._call(sender, *calls[0], deadline)]
-        else:
-            outcomes = list(
-                self._pool.map(lambda call: self._call(sender, *call, deadline), calls)
-            )
+        outcomes = self._send_all(sender, calls, deadline)
         for (destination, _records), kind, outcome in zip(calls, kinds, outcomes, strict=True):
             if kind == _SAMPLES:
                 result.written += outcome.written
@@ -234,26 +245,79 @@ class Writer:
                 result.failures.append(outcome.failure)
         return result
 
+    def _send_all(
+        self, sender: Sender, calls: list[tuple[Destination, list[Any]]], deadline: float
+    ) -> list[_CallOutcome]:
+        """Every call's outcome, in order, with up to `concurrency` calls in flight.
+
+        A sender that can (`write_records_many`) sends every call once from this thread, all
+        their answers awaited together: no thread hand-off per call. The calls that failed, and
+        every call of other senders, go through `_call` (retries, backoff) on this thread and
+        `concurrency - 1` pool threads, each taking the next call not taken yet until none is
+        left: one task per thread rather than a future per call."""
+        outcomes: list[_CallOutcome | None] = [None] * len(calls)
+        todo: list[tuple[int, _First]] = [(index, _Untried) for index in range(len(calls))]
+        many = getattr(sender, "write_records_many", None)
+        if many is not None and len(calls) > 1:
+            try:
+                first = many([(destination[0], destination[1], records) for destination, records in calls],
+                             self._concurrency)
+            except Exception:  # discovery failed, say: each call below finds out why, and says it
+                first = None
+            if first is not None:
+                todo = []
+                for index, error in enumerate(first):
+                    if error is None:
+                        outcomes[index] = _stored(calls[index][1])
+                    else:
+                        todo.append((index, error))
+        # next() on a list iterator is atomic under the GIL: no call is taken twice.
+        pending = iter(todo)
+
+        def work() -> None:
+            for index, first_error in pending:
+                outcomes[index] = self._call(sender, *calls[index], deadline, first_error)
+
+        helpers = [self._pool.submit(work) for _ in range(min(self._concurrency, len(todo)) - 1)]
+        try:
+            work()
+        finally:
+            for helper in helpers:
+                # Re-raises what a helper raised (an unexpected error: see _call).
+                helper.result()
+        return outcomes  # type: ignore[return-value]
+
     def _call(
-        self, sender: Sender, destination: Destination, records: list[Any], deadline: float
+        self,
+        sender: Sender,
+        destination: Destination,
+        records: list[Any],
+        deadline: float,
+        first_error: _First = _Untried,
     ) -> _CallOutcome:
+        """One call, retried while that can help; `first_error` is what its first attempt raised
+        when that attempt was already made (_Untried when not)."""
         outcome = _CallOutcome()
         attempt = 0
         where = f"{destination[0]}.{destination[1]}"
+        error: _First = first_error
         while True:
-            try:
-                sender.write_records(destination[0], destination[1], records)
-                outcome.written = len(records)
+            if error is _Untried:
+                try:
+                    sender.write_records(destination[0], destination[1], records)
+                    error = None
+                except Exception as raised:  # classified below; anything unknown is re-raised
+                    error = raised
+            if error is None:
+                return _stored(records, outcome)
+            assert isinstance(error, Exception)
+            if isinstance(error, TimestreamError) and error.code == REJECTED_RECORDS:
+                # Timestream wrote the call's other records: the call is metered.
                 outcome.write_units = _billed_units(records)
-                return outcome
-            except Exception as error:  # classified below; anything unknown is re-raised
-                if isinstance(error, TimestreamError) and error.code == REJECTED_RECORDS:
-                    # Timestream wrote the call's other records: the call is metered.
-                    outcome.write_units = _billed_units(records)
-                    return _account_rejections(outcome, error, len(records))
-                connector_error = classify(error, where)
-                if connector_error is None:
-                    raise
+                return _account_rejections(outcome, error, len(records))
+            connector_error = classify(error, where)
+            if connector_error is None:
+                raise error
             if connector_error.reason == THROTTLED:
                 outcome.throttles += 1
             if not isinstance(connector_error, ServiceUnavailable):
@@ -268,6 +332,15 @@ class Writer:
             self._sleep(backoff)
             attempt += 1
             outcome.retries += 1
+            error = _Untried
+
+
+def _stored(records: list[Any], outcome: _CallOutcome | None = None) -> _CallOutcome:
+    """The outcome of a call Timestream stored whole."""
+    outcome = outcome or _CallOutcome()
+    outcome.written = len(records)
+    outcome.write_units = _billed_units(records)
+    return outcome
 
 
 def _billed_units(records: list[Any]) -> int:

@@ -1,10 +1,10 @@
 """Batched Timestream writer: <=100 records per WriteRecords call, calls of one request sent
 concurrently, transient failures retried with backoff inside a time budget.
 
-Every outcome is accounted for in one WriteResult, which decides the HTTP status: anything a
-retry can fix becomes 5xx (Prometheus retries the whole request; Timestream accepts identical
-rewrites, so nothing is duplicated) and anything permanent becomes 4xx, after everything that
-could be written has been.
+Every outcome is accounted for in one WriteResult (a write_report.WriteReport), which decides
+the HTTP status: anything a retry can fix becomes 5xx (Prometheus retries the whole request;
+Timestream accepts identical rewrites, so nothing is duplicated) and anything permanent becomes
+4xx, after everything that could be written has been.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from chalicelib.destinations import Destination
 from chalicelib.errors import (
     REJECTED_RECORDS,
     THROTTLED,
-    ConnectorError,
     ServiceUnavailable,
     TimestreamError,
     classify,
@@ -31,15 +30,11 @@ from chalicelib.liveanalytics.call_cost import DEFAULT_LAMBDA_MEMORY_MB, CallPri
 from chalicelib.liveanalytics.metering import multi_write_units, write_units
 from chalicelib.liveanalytics.records import MultiRecord, Record, RecordBatch, holds_multi_records
 from chalicelib.liveanalytics.write_body import shared_attributes
-from chalicelib.outcome import Outcome
-from chalicelib.series import HISTOGRAM_DROPS
+from chalicelib.series import Accounting
+from chalicelib.write_report import Failure, WriteReport
 
 _BACKOFF_BASE_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 2.0
-# When failures of several kinds mix, the status that lets the most data through wins: a
-# transient failure is retried by Prometheus (and the rest rewritten identically), so it beats
-# every permanent one; among permanent ones, the one that needs the operator most.
-_STATUS_PRECEDENCE = (503, 403, 404, 400)
 _SAMPLES, _HISTOGRAMS, _EXEMPLARS = "samples", "histograms", "exemplars"
 
 
@@ -57,106 +52,27 @@ class Sender(Protocol):
 
 
 @dataclass
-class Failure:
-    """Records of one call that were not stored, and why."""
+class WriteResult(WriteReport):
+    """The outcome of one request, from decode to the last WriteRecords call, with the write
+    units Timestream billed for the calls it accepted."""
 
-    error: ConnectorError
-    destination: Destination
-    records: int
-
-
-@dataclass
-class WriteResult:
-    """The outcome of one request, from decode to the last WriteRecords call."""
-
-    written: int = 0
-    histograms_written: int = 0
-    exemplars_written: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
-    refused: Counter[str] = field(default_factory=Counter)
-    refused_examples: dict[str, list[str]] = field(default_factory=dict)
-    rejected: Counter[str] = field(default_factory=Counter)
-    rejected_example: str = ""
-    retries: int = 0
-    throttles: int = 0
-    calls: int = 0
+    rejected_by: str = "Timestream"
+    unit: str = "records"
     write_units: int = 0
-    failures: list[Failure] = field(default_factory=list)
-    destinations: Counter[str] = field(default_factory=Counter)
-
-    def status(self) -> int:
-        """The HTTP status: transient beats permanent so Prometheus retries what can succeed."""
-        statuses = {failure.error.status for failure in self.failures}
-        if self.refused or self.rejected:
-            statuses.add(400)
-        return next((status for status in _STATUS_PRECEDENCE if status in statuses), 204)
-
-    def written_counts(self) -> tuple[int, int, int]:
-        """(samples, histograms, exemplars) written, in the remote write 2.0 sense of the word:
-        accepted by the connector. A sample is written when its record was stored, or when it
-        was dropped on purpose (NaN, +-Inf, stale markers: accepted, and not storable); refused
-        samples and records that Timestream rejected or that a failed call did not store are
-        not. Histograms and exemplars likewise, each a record of its own kind of call."""
-        dropped_histograms = sum(count for reason, count in self.dropped.items() if reason in HISTOGRAM_DROPS)
-        samples = self.written + sum(self.dropped.values()) - dropped_histograms
-        return samples, self.histograms_written + dropped_histograms, self.exemplars_written
 
     @classmethod
-    def of(cls, batch: RecordBatch) -> WriteResult:
+    def of(cls, batch: Accounting, rejected_by: str = "Timestream", unit: str = "records") -> WriteResult:
         """The result before any call: what the batch already left out."""
-        return cls(dropped=batch.dropped, refused=batch.refused, refused_examples=batch.refused_examples)
+        return cls(rejected_by, unit, dropped=batch.dropped, refused=batch.refused,
+                   refused_examples=batch.refused_examples)
 
     def log_fields(self) -> dict[str, Any]:
-        fields = {
-            "written": self.written,
-            "histograms_written": self.histograms_written,
-            "exemplars_written": self.exemplars_written,
-            "dropped": dict(self.dropped),
-            "refused": dict(self.refused),
-            "rejected": dict(self.rejected),
-            "retries": self.retries,
-            "throttles": self.throttles,
-            "calls": self.calls,
-            "write_units": self.write_units,
-            "destinations": dict(self.destinations),
-        }
-        if self.refused_examples:
-            fields["refused_examples"] = self.refused_examples
-        return fields
+        return {**super().log_fields(), "write_units": self.write_units}
 
-    def error_message(self) -> str:
-        """One line saying what was not stored and why; empty when everything was."""
-        status = self.status()
-        if status == 204:
-            return ""
-        parts = []
-        deciding = next((f for f in self.failures if f.error.status == status), None)
-        if deciding is not None:
-            parts.append(deciding.error.message)  # it names the database and table
-        if self.refused:
-            refused = sorted(self.refused.items())
-            reasons = ", ".join(self._refusal(reason, count) for reason, count in refused)
-            parts.append(f"samples refused: {reasons}")
-        if self.rejected:
-            reasons = ", ".join(f"{reason}={count}" for reason, count in sorted(self.rejected.items()))
-            parts.append(f"records rejected by Timestream: {reasons} ({self.rejected_example})")
-        not_stored = sum(f.records for f in self.failures)
-        if not_stored:
-            parts.append(f"{not_stored} records not stored")
-        parts.append(f"{self.written} records written")
-        return "; ".join(parts)
 
-    def _refusal(self, reason: str, count: int) -> str:
-        examples = self.refused_examples.get(reason)
-        return f"{reason}={count} (first: {examples[0]})" if examples else f"{reason}={count}"
-
-    def outcome(self) -> Outcome:
-        status = self.status()
-        fields = self.log_fields()
-        failure_reasons = sorted({f.error.reason for f in self.failures})
-        if failure_reasons:
-            fields["failures"] = failure_reasons
-        return Outcome(status, self.error_message(), log_fields=fields)
+def _where(destination: Destination) -> str:
+    database, table = destination
+    return f"{database}.{table}"
 
 
 def _rejection_reason(message: str) -> str:
@@ -321,13 +237,13 @@ class Writer:
             if connector_error.reason == THROTTLED:
                 outcome.throttles += 1
             if not isinstance(connector_error, ServiceUnavailable):
-                outcome.failure = Failure(connector_error, destination, len(records))
+                outcome.failure = Failure(connector_error, _where(destination), len(records))
                 return outcome
             backoff = random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt))
             if self._clock() + backoff + self._attempt_seconds > deadline:
                 message = f"{connector_error.message} (gave up after {attempt + 1} attempts)"
                 gave_up = ServiceUnavailable(message, connector_error.reason)
-                outcome.failure = Failure(gave_up, destination, len(records))
+                outcome.failure = Failure(gave_up, _where(destination), len(records))
                 return outcome
             self._sleep(backoff)
             attempt += 1

@@ -1,6 +1,6 @@
 """`make bench`: what the /write path costs, next to Prometheus's own remote-write receiver.
 
-One run, one machine, six measurements:
+One run, one machine, seven measurements:
 
 1. CPU per sample of the whole /write path over HTTP: `chalice local` (one process, no
    autoreload) writing to a fast Timestream stand-in (bench/standin.py, another process). CPU
@@ -17,6 +17,10 @@ One run, one machine, six measurements:
 6. Cost: requests recorded from a real Prometheus (bench/workload/, bench/cost.py) sent in two
    orders; the write units Timestream bills for the bodies the connector sends, against a floor
    and the layouts it is compared with, and dollars per million samples.
+7. Both shapes of request: the requests of 1-3 (a node's series together) beside requests whose
+   every series is of its own node (bench/workload.py fleet_series): calls per request, write
+   units against the floor, CPU per sample, latency at 20 ms per call, dollars per million
+   samples, for each.
 
 Requests: 2000 node-exporter-like series each, 8 labels, one sample, full-precision values and
 current timestamps, all built and snappy-compressed before anything is timed (bench/workload.py).
@@ -73,6 +77,8 @@ HEADERS = {
 
 # The targets the write path is held to.
 TARGET_LATENCY_MS = 150.0
+# Both shapes of request (issue 21): no slower than before calls were formed by scrape target.
+TARGET_SHAPE_LATENCY_MS = 100.0
 TARGET_COLD_START_MS = 500.0
 TARGET_PEAK_MIB = 256.0
 # The recorded workload is sent this many more times at full speed, for CPU per sample on it.
@@ -429,6 +435,108 @@ def measure_cost(session: requests.Session, url: str, timestream: StandInClient,
     rows.append((label, " / ".join(f"{each['us_per_sample']:.1f} us" for each in cpu.values()), "", ""))
 
 
+@dataclass
+class ShapeResult:
+    """One shape of request (bench/workload.py SHAPES): what the connector did with it."""
+
+    passes: list[PassResult] = field(default_factory=list)
+    requests: int = 0
+    calls: int = 0  # WriteRecords calls of the measured passes
+    units: int = 0  # write units the stand-in metered on them
+    floor_units: int = 0  # the same samples' floor (cost.py), per request summed
+    latency_ms: list[float] = field(default_factory=list)
+
+    def add_pass(self, result: PassResult, stats: dict, requests: int) -> None:
+        self.passes.append(result)
+        self.requests += requests
+        self.calls += stats["calls"]
+        self.units += stats["units"]
+
+    @property
+    def samples(self) -> int:
+        return sum(p.samples for p in self.passes)
+
+
+def floor_per_request(bodies: list[bytes]) -> float:
+    """The floor's write units per request (cost.py: calls of 100 as if every dimension were
+    shared), from the connector's own records of these requests."""
+    return cost.account(bodies).floor / len(bodies)
+
+
+def measure_latency(session: requests.Session, url: str, timestream: StandInClient, bodies: list[bytes],
+                    samples_per_request: int, delay_ms: float, what: str) -> tuple[list[float], dict]:
+    """Median-ready walls (ms) of `bodies` sent one after another, each Timestream call taking
+    `delay_ms`, after two not counted; the stand-in's stats for the counted ones."""
+    timestream.delay(delay_ms)
+    for body in bodies[:2]:
+        post(session, url, body, f"{what} warm-up")
+    timestream.reset()
+    walls = [post(session, url, body, what) * 1000 for body in bodies[2:]]
+    stats = timestream.stats()
+    expected = (len(bodies) - 2) * samples_per_request
+    if stats["errors"] or stats["records"] != expected:
+        raise BenchError(f"{what}: stand-in received {stats['records']} records, expected {expected}; "
+                         f"errors {stats['error_examples']}")
+    timestream.delay(0)
+    return walls, stats
+
+
+def measure_shape(load: workload.Workload, passes: int, latency_requests: int, delay_ms: float,
+                  connector: Server, url: str, session: requests.Session, timestream: StandInClient,
+                  shape: str) -> ShapeResult:
+    """CPU passes (after a warm-up round) and latency of one shape of request."""
+    per_request = load.series_per_request
+    warm = load.round(0)
+    timestream.reset()
+    for body, _ in warm:
+        post(session, url, body, f"{shape}, warm-up")
+    timestream.expect(len(warm) * per_request, math.fsum(v for _, v in warm), f"{shape}, warm-up")
+    result = ShapeResult()
+    for round_index in range(1, passes + 1):
+        batch = load.round(round_index)
+        bodies = [body for body, _ in batch]
+        timestream.reset()
+        measured = measure_pass(connector, url, session, bodies, len(bodies) * per_request, shape)
+        stats = timestream.expect(len(bodies) * per_request, math.fsum(v for _, v in batch),
+                                  f"{shape}, pass {round_index}")
+        result.add_pass(measured, stats, len(bodies))
+        print(f"{shape}, pass {round_index:2d}: connector {measured.us_per_sample:6.1f} us/sample, "
+              f"{stats['calls'] / len(bodies):.1f} calls/request", flush=True)
+    result.floor_units = round(floor_per_request([body for body, _ in load.round(1)]) * result.requests)
+    bodies = [body for r in range(1, passes + 1) for body, _ in load.round(r)]
+    bodies = [bodies[i % len(bodies)] for i in range(latency_requests + 2)]
+    result.latency_ms, _ = measure_latency(session, url, timestream, bodies, per_request, delay_ms,
+                                           f"{shape}, latency")
+    return result
+
+
+def shape_rows(results: dict[str, ShapeResult], memory_mb: int, delay_ms: float,
+               rows: list[tuple[str, str, str, str]]) -> None:
+    """Per shape: calls per request, units per 1000 samples against the floor, CPU per sample,
+    latency, dollars per million samples."""
+    names = " / ".join(results)
+    rows.append((f"7. both shapes of 2000-sample request: {names}", "", "", ""))
+    values = list(results.values())
+
+    def row(label: str, texts: list[str], target: str = "", result: str = "") -> None:
+        rows.append((f"   {label}", " / ".join(texts), target, result))
+
+    row("WriteRecords calls per request", [f"{r.calls / r.requests:.1f}" for r in values])
+    row("write units per 1000 samples: billed (floor, ratio)",
+        [f"{r.units * 1000 / r.samples:.1f} ({r.floor_units * 1000 / r.samples:.1f}, "
+         f"{r.units / r.floor_units:.2f})" for r in values])
+    cpu = [sum(p.cpu_seconds for p in r.passes) / r.samples * 1e6 for r in values]
+    row("connector CPU per sample (chalice local)", [f"{us:.1f} us" for us in cpu])
+    latencies = [statistics.median(r.latency_ms) for r in values]
+    fast = all(ms <= TARGET_SHAPE_LATENCY_MS for ms in latencies)
+    row(f"latency, {delay_ms:.0f} ms per Timestream call (median)", [f"{ms:.0f} ms" for ms in latencies],
+        f"<= {TARGET_SHAPE_LATENCY_MS:.0f} ms", verdict(fast))
+    dollars = [sum(cost.dollars_per_million_samples(r.units / r.samples, r.samples / r.requests, ms / 1000,
+                                                    memory_mb).values())
+               for r, ms in zip(values, latencies, strict=True)]
+    row(f"$ per million samples (all four bills, Lambda {memory_mb} MB)", [f"${d:.4f}" for d in dollars])
+
+
 def machine_info() -> list[str]:
     model = "unknown"
     with open("/proc/cpuinfo") as handle:
@@ -473,6 +581,8 @@ def main() -> int:
                              "measured passes have taken less than this many seconds in all, so fast "
                              "code is measured over more samples")
     parser.add_argument("--series", type=int, default=2000, help="series (samples) per request")
+    parser.add_argument("--shape-passes", type=int, default=4,
+                        help="measured passes of the one-series-per-target requests")
     parser.add_argument("--latency-requests", type=int, default=10)
     parser.add_argument("--latency-delay-ms", type=float, default=20.0)
     parser.add_argument("--cold-runs", type=int, default=5)
@@ -486,7 +596,7 @@ def main() -> int:
     args = parser.parse_args()
     if not (1 <= args.sets <= 50 and 1 <= args.min_passes <= args.max_passes <= 40
             and 1 <= args.series <= 20000 and 1 <= args.latency_requests <= 100
-            and 1 <= args.cold_runs <= 20 and 0 <= args.pass_seconds <= 120):
+            and 1 <= args.cold_runs <= 20 and 0 <= args.pass_seconds <= 120 and 1 <= args.shape_passes <= 40):
         parser.error("values out of range (sets 1-50, 1 <= min-passes <= max-passes <= 40, "
                      "series 1-20000, latency-requests 1-100, cold-runs 1-20, pass-seconds 0-120)")
     project = args.project.resolve()
@@ -508,6 +618,8 @@ def main() -> int:
         t0 = time.perf_counter()
         now_ms = int(time.time() * 1000)
         load = workload.Workload(args.sets, args.max_passes + 1, args.series, now_ms)
+        fleet = workload.Workload(args.sets, args.shape_passes + 1, args.series, now_ms,
+                                  shape="one series per target")
         if args.skip_memory:
             large = None
         else:
@@ -587,6 +699,7 @@ def main() -> int:
               "first imports, Prometheus series creation)", flush=True)
 
         connector_passes: list[PassResult] = []
+        grouped = ShapeResult()
         prometheus_passes: list[PassResult] = []
         standin_cpu = 0.0
 
@@ -611,8 +724,9 @@ def main() -> int:
             standin_before = cpu_seconds(standin.pid)
             result = measure_pass(connector, connector_url, session, bodies, samples, "connector")
             standin_cpu += cpu_seconds(standin.pid) - standin_before
-            timestream.expect(samples, math.fsum(s for _, s in batch), f"connector pass {round_index}")
+            stats = timestream.expect(samples, math.fsum(v for _, v in batch), f"pass {round_index}")
             connector_passes.append(result)
+            grouped.add_pass(result, stats, len(bodies))
             line = (f"pass {round_index:2d}: connector {result.us_per_sample:6.1f} us/sample "
                     f"({result.cpu_seconds:.2f}s CPU, {statistics.median(result.wall_seconds) * 1000:.0f} ms "
                     "median wall/request)")
@@ -665,20 +779,13 @@ def main() -> int:
             prometheus.stop()
 
         # -- 3: latency with a slow Timestream
-        timestream.delay(args.latency_delay_ms)
         latency_bodies = [body for round_index in range(1, len(connector_passes) + 1)
                           for body, _ in load.round(round_index)]
         latency_bodies = [latency_bodies[i % len(latency_bodies)] for i in range(args.latency_requests + 2)]
-        for body in latency_bodies[:2]:
-            post(session, connector_url, body, "latency warm-up")
-        timestream.reset()
-        walls = [post(session, connector_url, body, "latency") * 1000 for body in latency_bodies[2:]]
-        stats = timestream.stats()
-        expected = args.latency_requests * per_request
-        if stats["errors"] or stats["records"] != expected:
-            raise BenchError(f"latency: stand-in received {stats['records']} records, expected {expected}; "
-                             f"errors {stats['error_examples']}")
-        timestream.delay(0)
+        walls, stats = measure_latency(session, connector_url, timestream, latency_bodies, per_request,
+                                       args.latency_delay_ms, "latency")
+        grouped.latency_ms = walls
+        grouped.floor_units = round(floor_per_request([body for body, _ in load.round(1)]) * grouped.requests)
         latency = statistics.median(walls)
         calls_per_request = stats["calls"] / args.latency_requests
         rows.append((f"3. latency, {per_request} samples, {args.latency_delay_ms:.0f} ms per Timestream call",
@@ -690,6 +797,12 @@ def main() -> int:
         if not args.skip_cost:
             measure_cost(session, connector_url, timestream, args.latency_delay_ms, connector, rows, notes,
                          project)
+        # -- 7: the other shape of request, one series per target, next to the first
+        shapes = {"grouped by target": grouped,
+                  "one series per target": measure_shape(fleet, args.shape_passes, args.latency_requests,
+                                                         args.latency_delay_ms, connector, connector_url,
+                                                         session, timestream, "one series per target")}
+        shape_rows(shapes, lambda_memory_mb(project), args.latency_delay_ms, rows)
         connector.stop()
 
         # -- 4: cold start

@@ -39,9 +39,19 @@ ROOT = BENCH.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# The prices are the connector's own (its batching weighs write units against Lambda time with
+# them): one source of truth.
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.liveanalytics import metering  # noqa: E402
 from chalicelib.liveanalytics.batching import CallPlanner, chunks  # noqa: E402
+from chalicelib.liveanalytics.call_cost import (  # noqa: E402, F401
+    API_GATEWAY_HTTP_USD_PER_MILLION_REQUESTS,
+    API_GATEWAY_REST_USD_PER_MILLION_REQUESTS,
+    LAMBDA_USD_PER_GB_SECOND,
+    LAMBDA_USD_PER_MILLION_REQUESTS,
+    PRICES_READ,
+    TIMESTREAM_USD_PER_MILLION_WRITE_UNITS,
+)
 from chalicelib.liveanalytics.records import Record, build_records, series_cache  # noqa: E402
 from chalicelib.liveanalytics.write_body import shared_attributes  # noqa: E402
 from chalicelib.prompb.prometheus_remote_pb2 import WriteRequest, WriteRequestLabelBytes  # noqa: E402
@@ -51,24 +61,13 @@ SHUFFLE_SEED = 20261201
 # Far enough in the future that no recorded timestamp is refused as too far ahead.
 _NOW_MS = 2**62
 
-# Published prices, us-east-1, read on 2026-12-01 (aws.amazon.com/timestream/pricing,
-# /api-gateway/pricing, /lambda/pricing):
-PRICES_READ = "2026-12-01"
-# Timestream for LiveAnalytics: writes, per million 1 KiB write units.
-TIMESTREAM_USD_PER_MILLION_WRITE_UNITS = 0.50
-# API Gateway REST API (what Chalice deploys): per million requests, first 333 million a month.
-API_GATEWAY_REST_USD_PER_MILLION_REQUESTS = 3.50
-# API Gateway HTTP API (the advanced templates' ApiType=HTTP): per million requests, first 300
-# million a month (requests are metered in 512 KB increments: a remote-write request of the
-# recorded workload, 8 KB on average, is one).
-API_GATEWAY_HTTP_USD_PER_MILLION_REQUESTS = 1.00
+# An HTTP API front (the advanced templates' ApiType=HTTP) is priced beside the REST API that
+# Chalice deploys: requests are metered in 512 KB increments, and a remote-write request of the
+# recorded workload, 8 KB on average, is one.
 API_GATEWAY_USD_PER_MILLION_REQUESTS = {
     "REST": API_GATEWAY_REST_USD_PER_MILLION_REQUESTS,
     "HTTP": API_GATEWAY_HTTP_USD_PER_MILLION_REQUESTS,
 }
-# Lambda, x86: per GB-second of duration (first 6 billion GB-seconds a month), per million requests.
-LAMBDA_USD_PER_GB_SECOND = 0.0000166667
-LAMBDA_USD_PER_MILLION_REQUESTS = 0.20
 
 
 def read_bodies(path: Path = RECORDED) -> list[bytes]:

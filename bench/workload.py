@@ -5,6 +5,9 @@ by name as Prometheus sends them (`__name__`, `cluster`, `env`, `instance`, `job
 labels of the metric family: cpu/mode, device/fstype/mountpoint, ...), one sample per series,
 values with full float64 precision (counters grow, gauges wander) and current timestamps.
 
+`fleet_series` is the other shape: every series of its own node (a federating Prometheus, or
+recording rules over a fleet), from many clusters.
+
 `Workload` holds `sets` disjoint groups of `series_per_request` series. Round r of set s is one
 request: the same series as round r-1 with values and timestamps one scrape interval later, so a
 real TSDB (Prometheus) appends to existing series instead of creating new ones, and nothing is
@@ -93,6 +96,29 @@ def node_series(count: int, seed: int = 42, prefix: str = "10.12") -> list[Serie
     return series[:count]
 
 
+# Clusters a federating Prometheus gathers from (see fleet_series).
+FLEET_CLUSTERS = 50
+
+
+def fleet_series(count: int, seed: int = 42, prefix: str = "10.20") -> list[Series]:
+    """`count` series each of its own node (`instance`), the other labels as the fleet's node
+    exporters send them: what a Prometheus federating a fleet, or recording rules over it, send.
+    The nodes are spread over FLEET_CLUSTERS clusters, so a request of 2000 series holds about
+    40 of each cluster: a group of its own for batching, too small to fill a call."""
+    rng = random.Random(seed)
+    series: list[Series] = []
+    for node in range(count):
+        instance = f"{prefix}.{node // 250 % 250}.{node % 250 + 1}:9100"
+        of_node = _instance_series(instance, f"prod-eu-west-1-{node % FLEET_CLUSTERS:02d}", rng)
+        series.append(of_node[node % len(of_node)])
+    return series
+
+
+# The two shapes of request the benchmark sends: series grouped by target (a node's series
+# together, as one queue shard of a Prometheus scraping them sends), and one series per target.
+SHAPES = {"grouped by target": node_series, "one series per target": fleet_series}
+
+
 def _advance(series: Series, rng: random.Random) -> float:
     if series.counter:
         series.value += rng.uniform(0, 1e6) * math.pi
@@ -104,12 +130,13 @@ def _advance(series: Series, rng: random.Random) -> float:
 class Workload:
     """Pre-built requests: `request(set, round)` -> snappy-compressed WriteRequest bytes."""
 
-    def __init__(self, sets: int, rounds: int, series_per_request: int, now_ms: int, seed: int = 42) -> None:
+    def __init__(self, sets: int, rounds: int, series_per_request: int, now_ms: int, seed: int = 42,
+                 shape: str = "grouped by target") -> None:
         self.sets = sets
         self.rounds = rounds
         self.series_per_request = series_per_request
         rng = random.Random(seed + 1)
-        universe = node_series(sets * series_per_request, seed)
+        universe = SHAPES[shape](sets * series_per_request, seed)
         # Every timestamp is at most `now_ms`: round r is r scrape intervals after the first one.
         first_ms = now_ms - (rounds - 1) * SCRAPE_INTERVAL_MS
         self._bodies: dict[tuple[int, int], bytes] = {}

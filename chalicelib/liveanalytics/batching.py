@@ -13,8 +13,9 @@ has, among those that at least a call's worth of series have: for Prometheus, th
 labels and the target's `job`, `instance` and whatever relabelling puts on the whole target.
 A group fills calls of at most 100 records on its own, each ended under a KiB boundary when
 the group leaves room for it; what is left of each group (under 100 records) is packed with its
-neighbours in group order only when that costs no more write units than calls of their own.
-Calls never change which records are sent, only which records share a call.
+neighbours in group order unless a call of its own pays for itself: the write units it saves
+must cost more than the Lambda time one more call takes (call_cost.py, one objective in
+dollars). Calls never change which records are sent, only which records share a call.
 
 Cost: one dictionary lookup per series per request (the group of a series is remembered, keyed
 by the series cache's object for it), a sort of the request's few groups, and a sum over the
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.destinations import Destination
+from chalicelib.liveanalytics.call_cost import DEFAULT_PRICES, CallPrices
 from chalicelib.liveanalytics.metering import WRITE_UNIT_BYTES, dimensions_bytes, records_bytes, units
 from chalicelib.liveanalytics.records import MappedSeries, Record
 
@@ -43,6 +45,12 @@ Shared = frozenset[tuple[str, str]]
 _MAX_REMEMBERED_SERIES = 65_536
 # Destinations whose state is kept (a few in practice; bounded against hostile routing labels).
 _MAX_DESTINATIONS = 64
+
+
+# Metered bytes of the shared sets weighed recently: a request weighs the same few dozen sets
+# (its groups', and what neighbouring groups share) again and again.
+_MAX_SHARED_SETS = 4096
+_shared_bytes: dict[Shared, int] = {}
 
 
 class _Leftover:
@@ -63,18 +71,25 @@ class _Leftover:
         return self._own_bytes
 
     def units(self) -> int:
-        return units(self.own_bytes - (len(self.records) - 1) * dimensions_bytes(self.shared))
+        shared_bytes = _shared_bytes.get(self.shared)
+        if shared_bytes is None:
+            if len(_shared_bytes) >= _MAX_SHARED_SETS:
+                _shared_bytes.clear()
+            shared_bytes = _shared_bytes[self.shared] = dimensions_bytes(self.shared)
+        return units(self.own_bytes - (len(self.records) - 1) * shared_bytes)
 
 
 class Call(list[Record]):
     """The records of one WriteRecords call, with pairs every one of them has (those of their
-    group), so that the body need not look for those in every record again (see write_body)."""
+    group), so that the body need not look for those in every record again (see write_body);
+    `attributes` keeps what write_body found the call shares, for the call's metering."""
 
-    __slots__ = ("shared",)
+    __slots__ = ("shared", "attributes")
 
     def __init__(self, records: list[Record], shared: Shared = frozenset()) -> None:
         super().__init__(records)
         self.shared = shared
+        self.attributes: tuple[tuple[tuple[str, str], ...], str | None] | None = None
 
 
 class _Group:
@@ -167,7 +182,8 @@ class CallPlanner:
     """Forms the WriteRecords calls of a request. One per process: it remembers, per
     destination, which group each series belongs to."""
 
-    def __init__(self) -> None:
+    def __init__(self, prices: CallPrices = DEFAULT_PRICES) -> None:
+        self._prices = prices
         self._destinations: dict[Destination, _DestinationGroups] = {}
         # Learning changes shared state; concurrent requests take turns (the lookups do not).
         self._lock = threading.Lock()
@@ -198,7 +214,7 @@ class CallPlanner:
             if len(grouped) > MAX_RECORDS_PER_CALL:
                 grouped = _fill(grouped, shared, calls)
             leftovers.append(_Leftover(grouped, shared))
-        calls.extend(Call(leftover.records, leftover.shared) for leftover in _pack(leftovers))
+        calls.extend(Call(leftover.records, leftover.shared) for leftover in _pack(leftovers, self._prices))
         return calls
 
     @staticmethod
@@ -272,16 +288,17 @@ def _end_under_boundary(records: list[Record], start: int, end: int, earliest: i
     return cut if size <= target else end
 
 
-def _pack(leftovers: list[_Leftover]) -> list[_Leftover]:
-    """Pack neighbouring leftovers into one call while that costs no more units than separate
-    calls (a record added to a call loses, for every record, what the newcomer does not share)."""
+def _pack(leftovers: list[_Leftover], prices: CallPrices) -> list[_Leftover]:
+    """Pack neighbouring leftovers into one call unless separate calls cost less in all: a record
+    added to a call loses, for every record, what the newcomer does not share, and that may be
+    worth more write units than the call it saves is worth in Lambda time."""
     packed: list[_Leftover] = []
     current: _Leftover | None = None
     for leftover in leftovers:
         if current is not None and len(current.records) + len(leftover.records) <= MAX_RECORDS_PER_CALL:
             merged = _Leftover(current.records + leftover.records, current.shared & leftover.shared,
                                current.own_bytes + leftover.own_bytes)
-            if merged.units() <= current.units() + leftover.units():
+            if not prices.split_pays(merged.units() - current.units() - leftover.units(), 1):
                 current = merged
                 continue
         if current is not None:

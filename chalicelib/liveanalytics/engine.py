@@ -29,6 +29,7 @@ class LiveAnalyticsEngine:
             concurrency=settings.write_concurrency,
             budget_seconds=settings.write_budget_seconds,
             attempt_seconds=settings.connect_timeout_seconds + settings.write_timeout_seconds,
+            memory_mb=settings.lambda_memory_mb,
         )
 
     def credentials(self, headers: Mapping[str, str]) -> AccessKey | None:

@@ -42,11 +42,15 @@ def shared_attributes(records: list[Record]) -> tuple[tuple[tuple[str, str], ...
     if every record has the same one, else None).
 
     Calls formed by batching carry the pairs their group shares (`Call.shared`): only the
-    first record's other pairs are then looked for in the others."""
+    first record's other pairs are then looked for in the others, once per call (the answer is
+    kept in `Call.attributes` for the call's metering)."""
     first = records[0][0]
     known = getattr(records, "shared", None)
     if known:
-        return _shared_beyond(records, known)
+        found = records.attributes  # type: ignore[attr-defined]
+        if found is None:
+            found = records.attributes = _shared_beyond(records, known)  # type: ignore[attr-defined]
+        return found
     shared = set(first.dimensions)
     measure_name: str | None = first.measure_name
     previous = first

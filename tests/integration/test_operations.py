@@ -253,17 +253,18 @@ def _billed_units(body: dict) -> int:
 
 def test_timestream_write_units_are_what_timestream_bills_for_the_bodies_sent(load_app, timestream, log_output,
                                                                               monkeypatch):
-    from chalicelib.liveanalytics.transport import HttpClient
+    from chalicelib.liveanalytics.transport import _Connection
 
     bodies = []
-    original = HttpClient._post_direct
+    original = _Connection.send
 
-    def recording(self, url, headers, body):
+    def recording(self, path, host, headers, body):
         if headers.get("X-Amz-Target", "").endswith("WriteRecords"):
             bodies.append(json.loads(body))
-        return original(self, url, headers, body)
+        return original(self, path, host, headers, body)
 
-    monkeypatch.setattr(HttpClient, "_post_direct", recording)
+    # Every call's bytes go out through one connection's send, whichever way they are sent.
+    monkeypatch.setattr(_Connection, "send", recording)
     app = load_app()
     ts = now_ms()
     many = [series(f"metric_{i % 7}", ts + i, instance=f"host-{i % 13}", path="/" + "x" * (i % 50))

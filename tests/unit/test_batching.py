@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from chalicelib.config import Settings
 from chalicelib.liveanalytics import metering
 from chalicelib.liveanalytics.batching import MAX_RECORDS_PER_CALL, CallPlanner
+from chalicelib.liveanalytics.call_cost import CallPrices
 from chalicelib.liveanalytics.records import MAX_DIMENSIONS, MAX_RECORD_BYTES, build_records, series_cache
 from chalicelib.liveanalytics.write_body import shared_attributes, write_records_body
 from tests.botocore_reference import write_records_params
@@ -213,3 +214,51 @@ def test_recorded_prometheus_workload_costs_at_most_1_3_times_the_floor_in_both_
         assert result.ratio <= 1.3, (order, result)
         # Grouping never costs more than cutting in request order on real traffic.
         assert result.billed <= result.request_order, (order, result)
+
+
+# -- one objective in dollars: a call of its own only when the units it saves pay for it ---------
+
+CLUSTERS = ("prod-eu-west-1-platform-01", "prod-eu-west-1-platform-02")
+
+
+def fleet_labels(cluster, node):
+    """One series of a node: its own `instance`, its cluster's label shared with ~100 others."""
+    return sorted([("__name__", "node_load1"), *EXTERNAL, ("job", "node"), ("cluster_name", cluster),
+                   ("instance", f"10.{CLUSTERS.index(cluster)}.{node // 250}.{node % 250}:9100")])
+
+
+def fleet_planner(prices):
+    """A planner that has seen 150 nodes of each cluster (so each cluster is a group), and a
+    request of 40 nodes of each."""
+    cache = series_cache(SETTINGS)
+    planner = CallPlanner(prices)
+    seen = records_of([(fleet_labels(cluster, node), 1) for cluster in CLUSTERS for node in range(150)], cache)
+    planner.calls(DEST, seen)
+    request = records_of([(fleet_labels(cluster, node), 1) for node in range(40) for cluster in CLUSTERS], cache)
+    return planner, request
+
+
+def test_small_groups_keep_calls_of_their_own_when_the_units_they_save_pay_for_the_extra_call():
+    planner, records = fleet_planner(CallPrices.for_lambda(memory_mb=512, concurrency=8))
+    calls = planner.calls(DEST, records)
+    assert [len(call) for call in calls] == [40, 40]
+    together = units([records])
+    assert units(calls) < together  # the cluster's long label is shared in each call
+
+
+def test_small_groups_share_a_call_when_a_call_costs_more_than_the_units_it_would_save():
+    # A call worth ten write units (a huge, slow function): the saving does not pay for it.
+    prices = CallPrices(unit_usd=5e-7, call_usd=5e-6)
+    planner, records = fleet_planner(prices)
+    calls = planner.calls(DEST, records)
+    assert len(calls) == 1 and Counter(calls[0]) == Counter(records)
+    separate = fleet_planner(CallPrices.for_lambda())[0].calls(DEST, records)
+    assert prices.dollars(units(calls), 1) < prices.dollars(units(separate), len(separate))
+
+
+def test_groups_share_a_call_when_that_bills_no_more_units_even_if_calls_were_free():
+    # Calls so cheap they are free: packing that adds no unit still saves the call.
+    planner, records = fleet_planner(CallPrices(unit_usd=5e-7, call_usd=0.0))
+    small = records[:6]  # three nodes of each cluster: one unit together or apart
+    calls = planner.calls(DEST, small)
+    assert len(calls) == 1

@@ -1,14 +1,29 @@
+import datetime
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from unittest import mock
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chalicelib.errors import TimestreamError, TimestreamUnreachable
 from chalicelib.liveanalytics.records import MappedSeries
-from chalicelib.liveanalytics.transport import EndpointCache, HttpClient, WriteRecordsSender, discovery_url
+from chalicelib.liveanalytics.transport import (
+    USER_AGENT,
+    EndpointCache,
+    HttpClient,
+    SigV4Signer,
+    WriteRecordsSender,
+    discovery_url,
+    signing_key,
+)
 from chalicelib.liveanalytics.write_body import write_records_body
 
 DEST = ("prometheus", "metrics")
@@ -359,3 +374,257 @@ def test_an_unreachable_proxy_is_timestream_unreachable_naming_what_failed(monke
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(TimestreamUnreachable, match="Error"):
         send(make_sender("http://timestream.example.invalid:8443"))
+
+
+# -- SigV4: the connector's signer against botocore's --------------------------------------------
+
+_key_text = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40)
+_hosts = st.sampled_from(["ingest-cell2.timestream.eu-west-1.amazonaws.com", "127.0.0.1", "localhost",
+                          "vpce-0abc.ingest.timestream.us-east-1.vpce.amazonaws.com", "[::1]", "Example.COM"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    access_key=_key_text, secret=_key_text, token=st.one_of(st.none(), _key_text, st.just("a  b\tc")),
+    region=st.sampled_from(["us-east-1", "eu-west-1", "cn-north-1", "ap-southeast-2"]),
+    service=st.sampled_from(["timestream", "ingest.timestream"]),
+    scheme=st.sampled_from(["http", "https"]), host=_hosts,
+    port=st.one_of(st.none(), st.sampled_from([80, 443, 8443, 9202])),
+    path=st.sampled_from(["/", "/prefix/", "/a b/", "/a/../b/", "/~user/x/"]),
+    target=st.sampled_from(["Timestream_20181101.WriteRecords", "Timestream_20181101.DescribeEndpoints"]),
+    body=st.binary(max_size=300),
+    moment=st.integers(min_value=0, max_value=4_102_444_799),
+)
+def test_the_signer_signs_exactly_as_botocore_sigv4auth(access_key, secret, token, region, service, scheme,
+                                                        host, port, path, target, body, moment):
+    url = f"{scheme}://{host}{f':{port}' if port else ''}{path}"
+    headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target, "User-Agent": USER_AGENT}
+    credentials = Credentials(access_key, secret, token)
+    ours = SigV4Signer(service, region, clock=lambda: moment).headers(credentials, url, headers, body)
+
+    request = AWSRequest(method="POST", url=url, data=body, headers=headers)
+    when = datetime.datetime.fromtimestamp(moment, datetime.UTC).replace(tzinfo=None)
+    with mock.patch("botocore.auth.get_current_datetime", return_value=when):
+        SigV4Auth(credentials, service, region).add_auth(request)
+    assert ours == dict(request.headers.items())
+
+
+def test_a_signing_key_is_derived_once_per_secret_day_region_and_service():
+    key = signing_key("secret-a", "20261203", "eu-west-1", "timestream")
+    assert signing_key("secret-a", "20261203", "eu-west-1", "timestream") is key
+    others = {signing_key("secret-b", "20261203", "eu-west-1", "timestream"),
+              signing_key("secret-a", "20261204", "eu-west-1", "timestream"),
+              signing_key("secret-a", "20261203", "us-east-1", "timestream"),
+              signing_key("secret-a", "20261203", "eu-west-1", "timestream-query")}
+    assert key not in others and len(others) == 4
+
+
+def test_calls_are_signed_for_the_day_they_are_sent_in(server):
+    # A process outlives midnight: the key of the new day signs, not the kept one.
+    sender = make_sender(url(server))
+    for moment in (1_796_342_399, 1_796_342_400):  # 2026-12-03 23:59:59 and 2026-12-04 00:00:00 UTC
+        sender._signer._clock = lambda moment=moment: moment
+        send(sender)
+    scopes = [headers["Authorization"].split("Credential=")[1].split(",")[0] for headers, _ in server.requests]
+    assert [scope.split("/")[1] for scope in scopes] == ["20261203", "20261204"]
+
+
+# -- HTTP/1.1 answers as any server may send them ------------------------------------------------
+
+
+class RawServer:
+    """Answers each request with the next of `answers` (raw bytes), counting connections."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.connections = 0
+        self.requests = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def _serve(self):
+        while self.answers:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._talk, args=(connection,), daemon=True).start()
+
+    def _talk(self, connection):
+        with connection:
+            buffer = b""
+            while self.answers:
+                while b"\r\n\r\n" not in buffer:
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                while len(buffer) < length:
+                    buffer += connection.recv(65536)
+                self.requests.append(head + b"\r\n\r\n" + buffer[:length])
+                buffer = buffer[length:]
+                answer = self.answers.pop(0)
+                connection.sendall(answer)
+                if b"Connection: close" in answer or answer.startswith(b"HTTP/1.0") or (
+                        b"Length" not in answer and b"chunked" not in answer):
+                    return
+
+    def close(self):
+        self.listener.close()
+
+
+def http_post(client, server, body=b"{}"):
+    return client.post(server.url, {"Content-Type": "application/x-amz-json-1.0"}, body)
+
+
+@pytest.fixture
+def client():
+    return HttpClient(connect_timeout=1.0, read_timeout=2.0, max_connections=1)
+
+
+def test_a_chunked_answer_is_read_whole_and_the_connection_kept(client):
+    chunked = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.0\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n5;ext=1\r\n{\"a\":\r\n3\r\n 1}\r\n0\r\nX-Trailer: t\r\n\r\n")
+    server = RawServer([chunked, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"])
+    try:
+        status, headers, data = http_post(client, server)
+        assert (status, headers["Content-Type"], data) == (400, "application/x-amz-json-1.0", b'{"a": 1}')
+        assert http_post(client, server)[::2] == (200, b"{}")
+        assert server.connections == 1
+    finally:
+        server.close()
+
+
+def test_an_answer_without_a_length_is_read_to_the_close_and_the_connection_not_reused(client):
+    server = RawServer([b"HTTP/1.1 200 OK\r\n\r\n{\"whole\": true}", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"])
+    try:
+        assert http_post(client, server)[::2] == (200, b'{"whole": true}')
+        assert http_post(client, server)[::2] == (200, b"{}")
+        assert server.connections == 2
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("first", [b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+                                   b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}"])
+def test_a_server_that_closes_after_its_answer_gets_the_next_call_on_a_new_connection(client, first):
+    server = RawServer([first, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"])
+    try:
+        assert http_post(client, server)[::2] == (200, b"{}")
+        assert http_post(client, server)[::2] == (200, b"{}")
+        assert server.connections == 2
+    finally:
+        server.close()
+
+
+def test_interim_answers_are_skipped_and_the_request_is_one_post_with_its_length(client):
+    server = RawServer([b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"])
+    try:
+        assert http_post(client, server, body=b'{"x": 1}')[::2] == (200, b"{}")
+        (request,) = server.requests
+        head, _, body = request.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        assert lines[0] == b"POST / HTTP/1.1"
+        assert set(lines[1:]) == {f"Host: 127.0.0.1:{server.listener.getsockname()[1]}".encode(),
+                                  b"Content-Type: application/x-amz-json-1.0", b"Content-Length: 8"}
+        assert body == b'{"x": 1}'
+    finally:
+        server.close()
+
+
+def answer_once_and_close(answer):
+    """A server that reads one request, sends `answer` and closes the connection; its URL."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def serve():
+        connection, _ = listener.accept()
+        with connection, listener:
+            connection.recv(65536)
+            connection.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("answer", [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",
+                                    b"HTTP/1.1 200 OK\r\nContent-Le", b"garbage\r\n\r\n",
+                                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"])
+def test_a_cut_or_garbled_answer_is_timestream_unreachable(client, answer):
+    with pytest.raises(TimestreamUnreachable, match="could not reach"):
+        client.post(answer_once_and_close(answer), {}, b"{}")
+
+
+def test_a_header_value_that_would_end_the_header_is_refused_before_sending(client):
+    server = RawServer([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"])
+    try:
+        with pytest.raises(ValueError, match="X-Amz-Security-Token"):
+            client.post(server.url, {"X-Amz-Security-Token": "a\r\nX-Injected: 1"}, b"{}")
+        assert server.requests == []
+    finally:
+        server.close()
+
+
+# -- a request's calls sent together from one thread ----------------------------------------------
+
+
+def calls_of(count):
+    return [(*DEST, RECORDS) for _ in range(count)]
+
+
+def test_calls_sent_together_say_for_each_call_what_timestream_answered(server):
+    throttled = {"__type": "com.amazonaws.timestream.v20181101#ThrottlingException", "message": "slow"}
+    server.answers.extend([(200, {}), (400, throttled), (200, {})])
+    outcomes = make_sender(url(server)).write_records_many(calls_of(3), in_flight=1)
+    assert [None if outcome is None else outcome.code for outcome in outcomes] == [None, "ThrottlingException", None]
+    assert [body for _, body in server.requests] == [BODY] * 3
+
+
+def test_calls_sent_together_keep_at_most_in_flight_waiting_and_reuse_their_connections(server):
+    server.answers.extend([("hang", 0.2)] * 6)
+    sender = make_sender(url(server))
+    started = time.monotonic()
+    assert sender.write_records_many(calls_of(6), in_flight=3) == [None] * 6
+    # Two waves of three: about 0.4 s, not 0.2 (six at once) nor 1.2 (one by one).
+    assert 0.35 < time.monotonic() - started < 1.0
+    assert len(server.ports) == 3
+    assert sender.write_records_many(calls_of(3), in_flight=3) == [None] * 3
+    assert len(server.ports) == 3  # kept alive for the next request's calls
+
+
+def test_a_kept_alive_connection_closed_by_the_server_is_replaced_for_calls_sent_together(server):
+    server.close_after_answer = True
+    sender = make_sender(url(server))
+    for _ in range(3):
+        assert sender.write_records_many(calls_of(2), in_flight=2) == [None, None]
+    assert len(server.requests) == 6
+
+
+def test_a_late_answer_fails_only_its_own_call_when_calls_are_sent_together(server):
+    server.answers.extend([(200, {}), ("hang", 1.0)])
+    outcomes = make_sender(url(server), read_timeout=0.3).write_records_many(calls_of(2), in_flight=1)
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], TimestreamUnreachable) and "ReadTimeout" in str(outcomes[1])
+
+
+def test_an_unreachable_endpoint_fails_every_call_sent_together():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        outcomes = make_sender(f"http://127.0.0.1:{sock.getsockname()[1]}").write_records_many(calls_of(2), 2)
+    assert all(isinstance(outcome, TimestreamUnreachable) for outcome in outcomes)
+
+
+def test_calls_to_a_proxied_endpoint_are_not_sent_together(server, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", url(server))
+    assert make_sender("http://timestream.example.invalid:8443").write_records_many(calls_of(2), 2) is None

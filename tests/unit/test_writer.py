@@ -293,3 +293,56 @@ def test_the_backoff_counts_against_the_budget_before_an_attempt_starts(clock, m
     make_writer(clock, budget=4.0, attempt_seconds=1.0).write(sender, batch_of(metrics=records(1)))
     starts = [call[0] for call in sender.calls]
     assert len(starts) >= 2 and all(start + 1.0 <= 4.0 for start in starts), starts
+
+
+class ManySender(ScriptedSender):
+    """A sender that sends a request's calls together first (as transport.WriteRecordsSender
+    does): `first` scripts the outcome of each call's first attempt, in call order."""
+
+    def __init__(self, first, *errors):
+        super().__init__(*errors)
+        self.first = list(first)
+        self.batches = []
+
+    def write_records_many(self, calls, in_flight):
+        self.batches.append((len(calls), in_flight))
+        return [self.first.pop(0) for _ in calls]
+
+
+def test_calls_sent_together_are_retried_one_by_one_only_where_they_failed(clock):
+    sender = ManySender([None, throttled(), None])  # the retry (write_records) succeeds
+    result = make_writer(clock, concurrency=8).write(sender, batch_of(a=records(10), b=records(10), c=records(10)))
+    assert sender.batches == [(3, 8)]
+    assert [call[2] for call in sender.calls] == ["b"]
+    assert (result.written, result.calls, result.retries, result.throttles, result.status()) == (30, 3, 1, 1, 204)
+    assert result.write_units > 0
+
+
+def test_a_permanent_failure_of_a_call_sent_together_is_not_retried(clock):
+    denied = TimestreamError("AccessDeniedException", "no", 400)
+    sender = ManySender([None, denied])
+    result = make_writer(clock, concurrency=8).write(sender, batch_of(a=records(10), b=records(10)))
+    assert sender.calls == []
+    assert (result.written, result.status()) == (10, 403)
+
+
+def test_a_sender_that_cannot_send_together_gets_every_call_one_by_one(clock):
+    class Proxied(ManySender):
+        def write_records_many(self, calls, in_flight):
+            return None  # e.g. behind a proxy
+
+    sender = Proxied([])
+    result = make_writer(clock, concurrency=8).write(sender, batch_of(a=records(10), b=records(10)))
+    assert sorted(call[2] for call in sender.calls) == ["a", "b"]
+    assert result.written == 20
+
+
+def test_when_sending_together_fails_outright_every_call_finds_out_why_on_its_own(clock):
+    class Undiscoverable(ManySender):
+        def write_records_many(self, calls, in_flight):
+            raise TimestreamUnreachable("DescribeEndpoints: could not reach")
+
+    sender = Undiscoverable([], TimestreamUnreachable("down"), None, None)
+    result = make_writer(clock, concurrency=8).write(sender, batch_of(a=records(10), b=records(10)))
+    assert len(sender.calls) == 3
+    assert (result.written, result.retries, result.status()) == (20, 1, 204)

@@ -83,8 +83,13 @@ class SeriesCache(Generic[Mapped]):
         """The reader of a 2.0 Request. A symbols table that does not start with "" is a
         BadRequest here; a reference outside it, when its series is read."""
         symbols = request_symbols(request)
-        resolve, exemplar_of, check = self.resolver_v2(symbols), exemplar_v2(symbols), check_exemplar_refs(symbols)
-        return SeriesReader(request.timeseries, resolve, _same, exemplar_of, check)
+        return SeriesReader(
+            request.timeseries,
+            self.resolver_v2(symbols),
+            _same,
+            exemplar_v2(symbols),
+            check_exemplar_refs(symbols),
+        )
 
     def resolver_v1(self) -> Callable[[Any], Mapped]:
         """A function mapping 1.0 TimeSeriesLabelBytes (one call per series: the hot loop's)."""

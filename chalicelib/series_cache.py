@@ -9,12 +9,41 @@ remote write message is the protocol's, and lives here.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from chalicelib.destinations import Labels
-from chalicelib.series import bad_reference, odd_references, parse_labels
+from chalicelib.prompb.remote_write_v2_pb2 import Histogram
+from chalicelib.series import (
+    bad_reference,
+    check_exemplar_refs,
+    exemplar_v1,
+    exemplar_v2,
+    odd_references,
+    parse_labels,
+    request_symbols,
+)
 
 Mapped = TypeVar("Mapped")
+# An exemplar as every engine takes it: (value, timestamp in ms, labels).
+Exemplar = tuple[float, int, list[tuple[str, str]]]
+
+
+def _same(histogram: Any) -> Any:
+    return histogram
+
+
+@dataclass(frozen=True)
+class SeriesReader(Generic[Mapped]):
+    """How to read the series of one request, whichever message it is: what a series maps to,
+    its histogram entries as 2.0 Histogram messages (1.0 sends them serialised), its exemplar
+    entries as Exemplars, and for 2.0 a check of the exemplars' symbol references."""
+
+    timeseries: Any
+    mapped_of: Callable[[Any], Mapped]
+    histogram_of: Callable[[Any], Any]
+    exemplar_of: Callable[[Any], Exemplar]
+    check_exemplars: Callable[[Any], None] | None = None
 
 
 class SeriesCache(Generic[Mapped]):
@@ -45,6 +74,22 @@ class SeriesCache(Generic[Mapped]):
             # First sight of this series (or the cache was cleared): route and check it.
             mapped = self._add(serialized_labels, parse_labels(serialized_labels))
         return mapped
+
+    def reader_v1(self, timeseries: Any) -> SeriesReader[Mapped]:
+        """The reader of 1.0 TimeSeriesLabelBytes (labels as serialised bytes, see codec)."""
+        return SeriesReader(timeseries, self.resolver_v1(), Histogram.FromString, exemplar_v1)
+
+    def reader_v2(self, request: Any) -> SeriesReader[Mapped]:
+        """The reader of a 2.0 Request. A symbols table that does not start with "" is a
+        BadRequest here; a reference outside it, when its series is read."""
+        symbols = request_symbols(request)
+        return SeriesReader(
+            request.timeseries,
+            self.resolver_v2(symbols),
+            _same,
+            exemplar_v2(symbols),
+            check_exemplar_refs(symbols),
+        )
 
     def resolver_v1(self) -> Callable[[Any], Mapped]:
         """A function mapping 1.0 TimeSeriesLabelBytes (one call per series: the hot loop's)."""

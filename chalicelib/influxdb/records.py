@@ -63,14 +63,10 @@ from chalicelib.series import (
     NO_DESTINATION,
     NO_METRIC_NAME,
     Accounting,
-    check_exemplar_refs,
     describe_series,
-    exemplar_v1,
-    exemplar_v2,
-    request_symbols,
     unstorable_value_reason,
 )
-from chalicelib.series_cache import SeriesCache
+from chalicelib.series_cache import Exemplar, SeriesCache, SeriesReader
 
 _INF = float("inf")
 
@@ -214,8 +210,7 @@ def build_lines(
     timeseries: Iterable[Any], settings: Settings, cache: SeriesCache[LineSeries] | None = None
 ) -> LineBatch:
     """Turn 1.0 TimeSeriesLabelBytes (labels as serialised bytes, see codec) into lines."""
-    resolve = (cache or series_cache(settings)).resolver_v1()
-    return _build(timeseries, resolve, histogram_of=Histogram.FromString, exemplar_of=exemplar_v1)
+    return _build((cache or series_cache(settings)).reader_v1(timeseries))
 
 
 def build_lines_v2(
@@ -223,32 +218,21 @@ def build_lines_v2(
 ) -> LineBatch:
     """Turn a 2.0 Request into lines. Metadata and start timestamps are accepted and not
     stored; a reference outside the symbols table is a BadRequest for the whole request."""
-    symbols = request_symbols(request)
-    resolve = (cache or series_cache(settings)).resolver_v2(symbols)
-    return _build(request.timeseries, resolve, histogram_of=_same,
-                  exemplar_of=exemplar_v2(symbols), check_exemplars=check_exemplar_refs(symbols))
+    return _build((cache or series_cache(settings)).reader_v2(request))
 
 
-def _same(histogram: Any) -> Any:
-    return histogram
-
-
-def _build(
-    timeseries: Iterable[Any],
-    mapped_of: Callable[[Any], LineSeries],
-    *,
-    histogram_of: Callable[[Any], Any],
-    exemplar_of: Callable[[Any], tuple[float, int, list[tuple[str, str]]]],
-    check_exemplars: Callable[[Any], None] | None = None,
-) -> LineBatch:
-    """The lines of either message's series. This loop runs once per sample of every request:
-    locals instead of attribute lookups, one comparison chain per value, one string per line."""
+def _build(reader: SeriesReader[LineSeries]) -> LineBatch:
+    """The lines of either message's series, read as `reader` says. This loop runs once per
+    sample of every request: locals instead of attribute lookups, one comparison chain per
+    value, one string per line."""
+    mapped_of, histogram_of = reader.mapped_of, reader.histogram_of
+    exemplar_of, check_exemplars = reader.exemplar_of, reader.check_exemplars
     batch = LineBatch()
     samples_of = batch.samples
     dropped = batch.dropped
     refuse = batch.refuse
     database = append = None
-    for series in timeseries:
+    for series in reader.timeseries:
         mapped = mapped_of(series)
         if series.histograms:
             _histograms(batch, mapped, series.histograms, histogram_of)
@@ -319,7 +303,7 @@ def _histograms(
 
 def _exemplars(
     batch: LineBatch, mapped: LineSeries, entries: Any,
-    exemplar_of: Callable[[Any], tuple[float, int, list[tuple[str, str]]]],
+    exemplar_of: Callable[[Any], Exemplar],
 ) -> None:
     """One line per exemplar, its fields beside the series' `value` (histograms.py)."""
     if mapped.refusal is not None:

@@ -41,15 +41,11 @@ from chalicelib.series import (
     OLDER_THAN_RETENTION,
     TOO_FAR_IN_FUTURE,
     Accounting,
-    check_exemplar_refs,
     cut,
     describe_series,
-    exemplar_v1,
-    exemplar_v2,
-    request_symbols,
     unstorable_value_reason,
 )
-from chalicelib.series_cache import SeriesCache
+from chalicelib.series_cache import Exemplar, SeriesCache, SeriesReader
 
 _INF = float("inf")
 
@@ -240,10 +236,7 @@ def build_records(
     timeseries: Iterable[Any], settings: Settings, now_ms: int, cache: SeriesCache[MappedSeries] | None = None
 ) -> RecordBatch:
     """Turn 1.0 TimeSeriesLabelBytes (labels as serialised bytes, see codec) into records."""
-    resolve = (cache or series_cache(settings)).resolver_v1()
-    return _build(
-        timeseries, resolve, settings, now_ms, histogram_of=Histogram.FromString, exemplar_of=exemplar_v1
-    )
+    return _build((cache or series_cache(settings)).reader_v1(timeseries), settings, now_ms)
 
 
 def build_records_v2(
@@ -253,35 +246,19 @@ def build_records_v2(
     accepted and not stored. A reference outside the symbols table, or a symbols table that
     does not start with "", is a BadRequest for the whole request: it is raised before any
     record is written, since the other references of such a request cannot be trusted either."""
-    symbols = request_symbols(request)
-    resolve = (cache or series_cache(settings)).resolver_v2(symbols)
-    return _build(request.timeseries, resolve, settings, now_ms, histogram_of=_same,
-                  exemplar_of=exemplar_v2(symbols), check_exemplars=check_exemplar_refs(symbols))
+    return _build((cache or series_cache(settings)).reader_v2(request), settings, now_ms)
 
 
-def _same(histogram: Any) -> Any:
-    return histogram
-
-
-def _build(
-    timeseries: Iterable[Any],
-    mapped_of: Callable[[Any], MappedSeries],
-    settings: Settings,
-    now_ms: int,
-    *,
-    histogram_of: Callable[[Any], Any],
-    exemplar_of: Callable[[Any], tuple[float, int, list[tuple[str, str]]]],
-    check_exemplars: Callable[[Any], None] | None = None,
-) -> RecordBatch:
-    """The records of either message's series; `mapped_of` finds a series' MappedSeries.
+def _build(reader: SeriesReader[MappedSeries], settings: Settings, now_ms: int) -> RecordBatch:
+    """The records of either message's series, read as `reader` says.
 
     This loop runs once per series and sample of every request, so it is written for the
     interpreter: locals instead of attribute lookups, one comparison chain for the value.
     Histograms and exemplars (rare next to float samples) are handed to `_histograms` and
-    `_exemplars`, which make their MULTI records; `histogram_of` turns a series' histogram
-    entry into a 2.0 Histogram message (1.0 sends them serialised), `exemplar_of` an exemplar
-    entry into (value, timestamp, labels); `check_exemplars` (2.0) checks their references.
+    `_exemplars`, which make their MULTI records.
     """
+    mapped_of, histogram_of = reader.mapped_of, reader.histogram_of
+    exemplar_of, check_exemplars = reader.exemplar_of, reader.check_exemplars
     batch = RecordBatch()
     records = batch.records
     dropped = batch.dropped
@@ -294,7 +271,7 @@ def _build(
     )
     destination = append = None
     window = (earliest_ms, latest_ms)
-    for series in timeseries:
+    for series in reader.timeseries:
         mapped = mapped_of(series)
         if series.histograms:
             _histograms(batch, mapped, series.histograms, histogram_of, window)
@@ -372,7 +349,7 @@ def _histograms(
 
 def _exemplars(
     batch: RecordBatch, mapped: MappedSeries, entries: Any,
-    exemplar_of: Callable[[Any], tuple[float, int, list[tuple[str, str]]]], window: tuple[int, int],
+    exemplar_of: Callable[[Any], Exemplar], window: tuple[int, int],
 ) -> None:
     """One MULTI record per exemplar, under the metric name + EXEMPLAR_SUFFIX."""
     if mapped.refusal is not None:

@@ -32,15 +32,15 @@ from cost import ROOT  # noqa: E402, F401  (its import puts the project on sys.p
 
 from chalicelib.config import Settings  # noqa: E402
 from chalicelib.liveanalytics.batching import CallPlanner  # noqa: E402
+from chalicelib.liveanalytics.http_client import HttpClient  # noqa: E402
 from chalicelib.liveanalytics.records import build_records, series_cache  # noqa: E402
+from chalicelib.liveanalytics.sigv4 import SigV4Signer  # noqa: E402
 from chalicelib.liveanalytics.transport import (  # noqa: E402
     _CONTENT_TYPE,
     _SIGNING_NAME,
     _TARGET_PREFIX,
     USER_AGENT,
     EndpointCache,
-    HttpClient,
-    SigV4Signer,
     WriteRecordsSender,
 )
 from chalicelib.liveanalytics.write_body import write_records_body  # noqa: E402

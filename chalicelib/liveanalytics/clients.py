@@ -17,7 +17,8 @@ from chalicelib import USER_AGENT_PRODUCT
 from chalicelib.auth import AccessKey
 from chalicelib.config import Settings
 from chalicelib.errors import ConnectorError
-from chalicelib.liveanalytics.transport import EndpointCache, HttpClient, WriteRecordsSender
+from chalicelib.liveanalytics.http_client import HttpClient
+from chalicelib.liveanalytics.transport import EndpointCache, WriteRecordsSender
 
 QUERY_SERVICE = "timestream-query"
 _SENDER = "sender"

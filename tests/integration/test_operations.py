@@ -253,7 +253,7 @@ def _billed_units(body: dict) -> int:
 
 def test_timestream_write_units_are_what_timestream_bills_for_the_bodies_sent(load_app, timestream, log_output,
                                                                               monkeypatch):
-    from chalicelib.liveanalytics.transport import _Connection
+    from chalicelib.liveanalytics.http_client import _Connection
 
     bodies = []
     original = _Connection.send

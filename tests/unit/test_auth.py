@@ -156,7 +156,9 @@ def test_every_refusal_names_what_is_wrong_and_never_echoes_what_was_sent(branch
     assert says in message, f"{branch!r} refusal reached another branch: {message!r}"
     assert [other for other, (_, words) in REFUSALS.items() if words in message] == [branch]
     for part in sent:
-        if part:
+        # A short part can be a word of the fixed wording by chance (a drawn secret "username");
+        # anything as long as a real key id or secret is never in the message.
+        if len(part) >= 12:
             assert part not in message
 
 

@@ -18,9 +18,9 @@ def listed_modules() -> set[str]:
     for line in layout_block().splitlines():
         if folder := re.match(r"^  ([a-z_]+)/", line):
             package = folder.group(1) + "/"
-        elif module := re.match(r"^  ([a-z_]+\.py)\b", line):
+        elif module := re.match(r"^  ([a-z0-9_]+\.py)\b", line):
             listed.add(module.group(1))
-        elif module := re.match(r"^    ([a-z_]+\.py)\b", line):
+        elif module := re.match(r"^    ([a-z0-9_]+\.py)\b", line):
             listed.add(package + module.group(1))
     return listed
 

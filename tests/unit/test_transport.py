@@ -14,16 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalicelib.errors import TimestreamError, TimestreamUnreachable
+from chalicelib.liveanalytics.http_client import HttpClient
 from chalicelib.liveanalytics.records import MappedSeries
-from chalicelib.liveanalytics.transport import (
-    USER_AGENT,
-    EndpointCache,
-    HttpClient,
-    SigV4Signer,
-    WriteRecordsSender,
-    discovery_url,
-    signing_key,
-)
+from chalicelib.liveanalytics.sigv4 import SigV4Signer, signing_key
+from chalicelib.liveanalytics.transport import USER_AGENT, EndpointCache, WriteRecordsSender, discovery_url
 from chalicelib.liveanalytics.write_body import write_records_body
 
 DEST = ("prometheus", "metrics")

@@ -1,8 +1,8 @@
 """Mutual TLS in front of the connector, with the certificates and the Prometheus configuration of
 docs/deploy.md (section 14).
 
-The client CA and certificates are made by running the guide's own `openssl` block (marked
-`<!-- e2e: mtls-certs -->`); Prometheus 2.42 runs with the guide's `remote_write`/`remote_read`
+The client CA and certificates are made by running docs/deploy.md's own `openssl` block (marked
+`<!-- e2e: mtls-certs -->`); Prometheus 2.42 runs with docs/deploy.md's `remote_write`/`remote_read`
 block (marked `<!-- e2e: mtls-prometheus -->`), changed only where a test must: the URLs point at
 the local front, the key and file names at the test's, the routing labels at the test's table,
 the queue is made fast, and `ca_file` names the test's private server CA (the guide says when it

@@ -12,16 +12,14 @@ def layout_block() -> str:
 
 
 def listed_modules() -> set[str]:
-    """Paths under chalicelib/ the table names: `  name.py` at the top, `    name.py` under the
-    `  package/` line above it."""
-    listed, package = set(), ""
+    """Paths under chalicelib/ the table names: `  name.py` at the top, `    package/name.py`
+    for an engine package's modules."""
+    listed = set()
     for line in layout_block().splitlines():
-        if folder := re.match(r"^  ([a-z_]+)/", line):
-            package = folder.group(1) + "/"
-        elif module := re.match(r"^  ([a-z0-9_]+\.py)\b", line):
+        if module := re.match(r"^  ([a-z0-9_]+\.py)\b", line):
             listed.add(module.group(1))
-        elif module := re.match(r"^    ([a-z0-9_]+\.py)\b", line):
-            listed.add(package + module.group(1))
+        elif module := re.match(r"^    ([a-z_]+/[a-z0-9_]+\.py)\b", line):
+            listed.add(module.group(1))
     return listed
 
 

@@ -63,8 +63,7 @@ class WriteResult(WriteReport):
     @classmethod
     def of(cls, batch: Accounting, rejected_by: str = "Timestream", unit: str = "records") -> WriteResult:
         """The result before any call: what the batch already left out."""
-        return cls(rejected_by, unit, dropped=batch.dropped, refused=batch.refused,
-                   refused_examples=batch.refused_examples)
+        return super().of(batch, rejected_by, unit)
 
     def log_fields(self) -> dict[str, Any]:
         return {**super().log_fields(), "write_units": self.write_units}
